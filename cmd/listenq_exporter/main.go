@@ -1,0 +1,138 @@
+// Command listenq_exporter exports Linux listen-queue (accept backlog)
+// health per listener for Prometheus.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/listenq/listenq_exporter/collector"
+	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/owner"
+)
+
+const (
+	exporterName = "listenq_exporter"
+	// defaultAddress is in Prometheus' exporter range and clear of the
+	// exporters usually run beside this one (node 9100, process 9256,
+	// nginx 9113, php-fpm 9253).
+	defaultAddress = ":9637"
+)
+
+type config struct {
+	webFlags        *web.FlagConfig
+	metricsPath     *string
+	procfs          *string
+	ownerScanPeriod *time.Duration
+	collectors      collector.Selection
+	filters         *collector.FilterFlags
+	log             *promslog.Config
+}
+
+func addFlags(app *kingpin.Application) *config {
+	c := &config{
+		webFlags:    webflag.AddFlags(app, defaultAddress),
+		metricsPath: app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String(),
+		procfs:      app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").String(),
+		ownerScanPeriod: app.Flag("owner.min-scan-interval",
+			"Shortest time between two scans of /proc/*/fd to name the process owning new listeners; a listener first seen while a scan is not allowed is exported once it is named.").
+			Default("5s").Duration(),
+		collectors: collector.AddFlags(app),
+		filters:    collector.AddFilterFlags(app),
+		log:        &promslog.Config{},
+	}
+	promslogflag.AddFlags(app, c.log)
+	return c
+}
+
+func main() {
+	app := kingpin.New(exporterName, "Prometheus exporter for Linux listen-queue (accept backlog) health, per listener.")
+	cfg := addFlags(app)
+	app.Version(version.Print(exporterName))
+	app.HelpFlag.Short('h')
+	kingpin.MustParse(app.Parse(os.Args[1:]))
+
+	logger := promslog.New(cfg.log)
+	if err := run(cfg, logger); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", exporterName, err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg *config, logger *slog.Logger) error {
+	handler, err := newMetricsHandler(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if path := *cfg.webFlags.WebConfigFile; path != "" {
+		if err := web.Validate(path); err != nil {
+			return fmt.Errorf("--web.config.file %s: %w", path, err)
+		}
+	}
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "listenq_exporter",
+		Description: "Listen-queue (accept backlog) health per listener",
+		Version:     version.Info(),
+		Links:       []web.LandingLinks{{Address: *cfg.metricsPath, Text: "Metrics"}},
+	})
+	if err != nil {
+		return fmt.Errorf("landing page: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(*cfg.metricsPath, handler)
+	if *cfg.metricsPath != "/" {
+		mux.Handle("/", landing)
+	}
+	logger.Info("starting "+exporterName, "version", version.Info(), "collectors", cfg.collectors.Enabled())
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := web.ListenAndServe(server, cfg.webFlags, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func newMetricsHandler(cfg *config, logger *slog.Logger) (http.Handler, error) {
+	filters, err := cfg.filters.Compile()
+	if err != nil {
+		return nil, err
+	}
+	self, err := netns.Self(*cfg.procfs)
+	if err != nil {
+		return nil, fmt.Errorf("--path.procfs: %w", err)
+	}
+	exporter, err := collector.New(cfg.collectors, collector.Deps{
+		Logger:     logger,
+		Namespaces: []*netns.Handle{self},
+		Listeners:  collector.NewListenerExporter(filters, owner.NewResolver(*cfg.procfs, *cfg.ownerScanPeriod)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		exporter,
+		versioncollector.NewCollector(exporterName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}), nil
+}

@@ -1,0 +1,168 @@
+// Package collector holds listenq_exporter's collectors and the registry
+// that switches them on and off (--[no-]collector.NAME) and reports each
+// one's success and duration.
+package collector
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/listenq/listenq_exporter/internal/netns"
+)
+
+const namespace = "listenq"
+
+// Collector is one source of metrics. Update sends what it read to ch and
+// returns an error when its source failed; what it sent before failing is
+// still exported.
+type Collector interface {
+	Update(ch chan<- prometheus.Metric) error
+}
+
+// Deps is what collectors are built from.
+type Deps struct {
+	Logger *slog.Logger
+	// Namespaces are the network namespaces to read; the first is the
+	// exporter's own.
+	Namespaces []*netns.Handle
+	Listeners  *ListenerExporter
+}
+
+type factory func(d Deps) (Collector, error)
+
+type registration struct {
+	name      string
+	isDefault bool
+	help      string
+	factory   factory
+}
+
+var registrations []registration
+
+func register(name string, isDefault bool, help string, f factory) {
+	registrations = append(registrations, registration{name, isDefault, help, f})
+}
+
+// Selection records which collectors the flags switched on.
+type Selection map[string]*bool
+
+// AddFlags adds --[no-]collector.NAME for every collector, and each
+// collector's own options, to app.
+func AddFlags(app *kingpin.Application) Selection {
+	sel := Selection{}
+	for _, r := range registrations {
+		def := "false"
+		state := "disabled"
+		if r.isDefault {
+			def, state = "true", "enabled"
+		}
+		sel[r.name] = app.Flag("collector."+r.name,
+			fmt.Sprintf("%s (default: %s).", r.help, state)).Default(def).Bool()
+	}
+	return sel
+}
+
+// Enabled lists the names of the collectors switched on, sorted.
+func (s Selection) Enabled() []string {
+	var names []string
+	for name, on := range s {
+		if *on {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+var (
+	scrapeDurationDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(namespace, "scrape", "collector_duration_seconds"),
+		"How long the collector took to read its source during this scrape.",
+		[]string{"collector"}, nil)
+	scrapeSuccessDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(namespace, "scrape", "collector_success"),
+		"1 if the collector read its source during this scrape, 0 if it failed (the exporter log says why).",
+		[]string{"collector"}, nil)
+)
+
+// Exporter runs the enabled collectors concurrently on every scrape. It is a
+// prometheus.Collector.
+type Exporter struct {
+	logger     *slog.Logger
+	collectors map[string]Collector
+	health     map[string]*health
+}
+
+// health remembers whether a collector failed last time, so a failure is
+// logged once when it starts and once when it ends, not on every scrape.
+type health struct {
+	mu      sync.Mutex
+	failing bool
+}
+
+// New builds the collectors that sel switched on.
+func New(sel Selection, d Deps) (*Exporter, error) {
+	e := &Exporter{logger: d.Logger, collectors: map[string]Collector{}, health: map[string]*health{}}
+	for _, r := range registrations {
+		if on := sel[r.name]; on == nil || !*on {
+			continue
+		}
+		c, err := r.factory(d)
+		if err != nil {
+			return nil, fmt.Errorf("collector %s: %w", r.name, err)
+		}
+		e.collectors[r.name] = c
+		e.health[r.name] = &health{}
+	}
+	return e, nil
+}
+
+// Describe sends nothing: the metrics depend on what the kernel has, so the
+// exporter is an unchecked collector, like node_exporter's.
+func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
+
+// Collect runs every collector concurrently.
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	var wg sync.WaitGroup
+	for name, c := range e.collectors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.run(name, c, ch)
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *Exporter) run(name string, c Collector, ch chan<- prometheus.Metric) {
+	start := time.Now()
+	err := c.Update(ch)
+	elapsed := time.Since(start).Seconds()
+	success := 1.0
+	if err != nil {
+		success = 0
+	}
+	e.health[name].report(e.logger.With("collector", name), err)
+	ch <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, elapsed, name)
+	ch <- prometheus.MustNewConstMetric(scrapeSuccessDesc, prometheus.GaugeValue, success, name)
+}
+
+func (h *health) report(logger *slog.Logger, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case err != nil && !h.failing:
+		logger.Error("collector failed; its metrics are missing until it recovers", "err", err)
+	case err != nil:
+		logger.Debug("collector still failing", "err", err)
+	case h.failing:
+		logger.Info("collector recovered")
+	}
+	h.failing = err != nil
+}

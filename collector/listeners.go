@@ -1,0 +1,210 @@
+package collector
+
+import (
+	"cmp"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/listenq/listenq_exporter/internal/owner"
+)
+
+// Listener is one listening socket as a collector read it from the kernel.
+type Listener struct {
+	Proto string // "tcp" or "unix"
+	// Address is the local address as ss prints it: 0.0.0.0:80, [::]:443,
+	// /run/php/fpm.sock, @abstract.
+	Address string
+	Port    string // "" for unix
+	Inode   uint64
+	Length  uint32 // connections waiting to be accepted
+	Limit   uint32 // effective backlog; full when Length > Limit
+	// Drops is the listener's sk_drops; only TCP listeners have it.
+	Drops    uint64
+	HasDrops bool
+}
+
+var listenerLabels = []string{"netns", "proto", "listener", "port", "process", "inode"}
+
+var (
+	queueLengthDesc = prometheus.NewDesc(namespace+"_queue_length",
+		"Connections waiting in the listen queue to be accepted by the application right now (ss Recv-Q).",
+		listenerLabels, nil)
+	queueLimitDesc = prometheus.NewDesc(namespace+"_queue_limit",
+		"Effective backlog of the listener (ss Send-Q): the application's listen() backlog capped by net.core.somaxconn. The queue is full when the length exceeds this.",
+		listenerLabels, nil)
+	dropsDesc = prometheus.NewDesc(namespace+"_drops_total",
+		"Packets the kernel dropped at this TCP listener (sk_drops), mostly SYNs and handshake ACKs refused because its accept queue was full.",
+		listenerLabels, nil)
+	omittedDesc = prometheus.NewDesc(namespace+"_listeners_omitted",
+		"Listeners seen in this scrape but not exported: reason=filter (excluded by --filter.* flags), cap (over --filter.max-listeners), owner_pending (new socket whose owner lookup is rate-limited; exported from the next scrape on).",
+		[]string{"netns", "proto", "reason"}, nil)
+)
+
+// ListenerFilters are the cardinality controls shared by all listener
+// collectors.
+type ListenerFilters struct {
+	ListenerInclude, ListenerExclude *regexp.Regexp
+	PortInclude, PortExclude         *regexp.Regexp
+	ProcessInclude, ProcessExclude   *regexp.Regexp
+	// MaxListeners caps the listeners exported per protocol and namespace.
+	MaxListeners int
+}
+
+// FilterFlags holds the raw flag values until they are compiled.
+type FilterFlags struct {
+	listenerInclude, listenerExclude *string
+	portInclude, portExclude         *string
+	processInclude, processExclude   *string
+	maxListeners                     *int
+}
+
+// AddFilterFlags adds the --filter.* flags to app.
+func AddFilterFlags(app *kingpin.Application) *FilterFlags {
+	re := func(name, help string) *string {
+		return app.Flag("filter."+name, help+" (a regular expression matched against the whole value).").Default("").String()
+	}
+	return &FilterFlags{
+		listenerInclude: re("listener-include", "Export only listeners whose address matches, e.g. '0\\.0\\.0\\.0:.*|/run/.*'"),
+		listenerExclude: re("listener-exclude", "Do not export listeners whose address matches"),
+		portInclude:     re("port-include", "Export only TCP listeners whose port matches, e.g. '80|443|8[0-9]{3}'"),
+		portExclude:     re("port-exclude", "Do not export TCP listeners whose port matches"),
+		processInclude:  re("process-include", "Export only listeners whose owning process name matches"),
+		processExclude:  re("process-exclude", "Do not export listeners whose owning process name matches"),
+		maxListeners: app.Flag("filter.max-listeners",
+			"Export at most this many listeners per protocol and network namespace; the rest are counted in listenq_listeners_omitted{reason=\"cap\"}.").
+			Default("5000").Int(),
+	}
+}
+
+// Compile checks and compiles the flag values.
+func (f *FilterFlags) Compile() (ListenerFilters, error) {
+	var lf ListenerFilters
+	for _, p := range []struct {
+		flag string
+		src  *string
+		dst  **regexp.Regexp
+	}{
+		{"listener-include", f.listenerInclude, &lf.ListenerInclude},
+		{"listener-exclude", f.listenerExclude, &lf.ListenerExclude},
+		{"port-include", f.portInclude, &lf.PortInclude},
+		{"port-exclude", f.portExclude, &lf.PortExclude},
+		{"process-include", f.processInclude, &lf.ProcessInclude},
+		{"process-exclude", f.processExclude, &lf.ProcessExclude},
+	} {
+		if *p.src == "" {
+			continue
+		}
+		re, err := regexp.Compile("^(?:" + *p.src + ")$")
+		if err != nil {
+			return lf, fmt.Errorf("--filter.%s: %w", p.flag, err)
+		}
+		*p.dst = re
+	}
+	if *f.maxListeners < 1 {
+		return lf, fmt.Errorf("--filter.max-listeners must be at least 1, got %d", *f.maxListeners)
+	}
+	lf.MaxListeners = *f.maxListeners
+	return lf, nil
+}
+
+// admits reports whether s passes an include/exclude pair; a nil include
+// admits everything.
+func admits(include, exclude *regexp.Regexp, s string) bool {
+	if include != nil && !include.MatchString(s) {
+		return false
+	}
+	return exclude == nil || !exclude.MatchString(s)
+}
+
+// ListenerExporter turns the listeners a collector read into metrics:
+// deduplication, filters, owner names, the cap.
+type ListenerExporter struct {
+	filters ListenerFilters
+	owners  *owner.Resolver
+}
+
+// NewListenerExporter returns a ListenerExporter.
+func NewListenerExporter(f ListenerFilters, owners *owner.Resolver) *ListenerExporter {
+	return &ListenerExporter{filters: f, owners: owners}
+}
+
+// exported is a listener that passed every filter, with its owner.
+type exported struct {
+	Listener
+	process string
+}
+
+// Select applies deduplication, filters, owner lookup and the cap, and
+// returns the listeners to export plus how many were left out and why.
+func (x *ListenerExporter) Select(ls []Listener) ([]exported, map[string]int) {
+	omitted := map[string]int{"filter": 0, "cap": 0, "owner_pending": 0}
+	ls = dedupByInode(ls)
+	f := x.filters
+	kept := ls[:0:0]
+	inodes := make([]uint64, 0, len(ls))
+	for _, l := range ls {
+		if !admits(f.ListenerInclude, f.ListenerExclude, l.Address) ||
+			(l.Port != "" && !admits(f.PortInclude, f.PortExclude, l.Port)) {
+			omitted["filter"]++
+			continue
+		}
+		kept = append(kept, l)
+		inodes = append(inodes, l.Inode)
+	}
+	owners := x.owners.Lookup(inodes)
+	out := make([]exported, 0, len(kept))
+	for _, l := range kept {
+		proc, ok := owners[l.Inode]
+		switch {
+		case !ok:
+			omitted["owner_pending"]++
+		case !admits(f.ProcessInclude, f.ProcessExclude, proc):
+			omitted["filter"]++
+		default:
+			out = append(out, exported{Listener: l, process: proc})
+		}
+	}
+	if len(out) > f.MaxListeners {
+		// Keep the oldest sockets (lowest inodes) so the exported set is
+		// stable while short-lived listeners come and go.
+		slices.SortFunc(out, func(a, b exported) int { return cmp.Compare(a.Inode, b.Inode) })
+		omitted["cap"] = len(out) - f.MaxListeners
+		out = out[:f.MaxListeners]
+	}
+	return out, omitted
+}
+
+// Export sends the metrics of the listeners of one protocol in one namespace.
+func (x *ListenerExporter) Export(ch chan<- prometheus.Metric, netnsID, proto string, ls []Listener) {
+	out, omitted := x.Select(ls)
+	for _, l := range out {
+		labels := []string{netnsID, l.Proto, l.Address, l.Port, l.process, strconv.FormatUint(l.Inode, 10)}
+		ch <- prometheus.MustNewConstMetric(queueLengthDesc, prometheus.GaugeValue, float64(l.Length), labels...)
+		ch <- prometheus.MustNewConstMetric(queueLimitDesc, prometheus.GaugeValue, float64(l.Limit), labels...)
+		if l.HasDrops {
+			ch <- prometheus.MustNewConstMetric(dropsDesc, prometheus.CounterValue, float64(l.Drops), labels...)
+		}
+	}
+	for reason, n := range omitted {
+		ch <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), netnsID, proto, reason)
+	}
+}
+
+// dedupByInode drops repeated sockets: a dump under churn can report one
+// socket twice, and a duplicate series would fail the whole scrape.
+func dedupByInode(ls []Listener) []Listener {
+	seen := make(map[uint64]bool, len(ls))
+	out := ls[:0:0]
+	for _, l := range ls {
+		if !seen[l.Inode] {
+			seen[l.Inode] = true
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package sockdiag
+
+import (
+	"fmt"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Conn is a NETLINK_SOCK_DIAG socket. It reports the sockets of the network
+// namespace it was opened in.
+type Conn struct {
+	c *netlink.Conn
+}
+
+// Dial opens a sock_diag socket. netnsFD, when non-zero, is an open
+// /proc/PID/ns/net (or /run/netns/NAME) file whose namespace the socket is
+// opened in; that needs CAP_SYS_ADMIN.
+func Dial(netnsFD int) (*Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: netnsFD})
+	if err != nil {
+		return nil, fmt.Errorf("open sock_diag netlink socket: %w", err)
+	}
+	return &Conn{c: c}, nil
+}
+
+// NewConn wraps an existing netlink connection, for tests with nltest.
+func NewConn(c *netlink.Conn) *Conn { return &Conn{c: c} }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// InetSockets runs one inet_diag dump.
+func (c *Conn) InetSockets(req InetRequest) ([]InetSocket, error) {
+	msgs, err := c.dump(req.MarshalBinary)
+	if err != nil {
+		return nil, fmt.Errorf("inet_diag dump (family %d): %w", req.Family, err)
+	}
+	out := make([]InetSocket, 0, len(msgs))
+	for _, m := range msgs {
+		s, err := ParseInetSocket(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// UnixSockets runs one unix_diag dump.
+func (c *Conn) UnixSockets(req UnixRequest) ([]UnixSocket, error) {
+	msgs, err := c.dump(req.MarshalBinary)
+	if err != nil {
+		return nil, fmt.Errorf("unix_diag dump: %w", err)
+	}
+	out := make([]UnixSocket, 0, len(msgs))
+	for _, m := range msgs {
+		s, err := ParseUnixSocket(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (c *Conn) dump(marshal func() ([]byte, error)) ([]netlink.Message, error) {
+	body, err := marshal()
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := c.c.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  sockDiagByFamily,
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: body,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// An empty dump comes back as a lone NLMSG_DONE, which Execute keeps.
+	out := msgs[:0]
+	for _, m := range msgs {
+		if m.Header.Type == sockDiagByFamily {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
