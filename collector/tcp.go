@@ -40,7 +40,7 @@ func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
 // Asking for LISTEN only makes the kernel walk just the listening hash, so
 // the cost follows the number of listeners, not of connections.
 func ReadTCPListeners(ns *netns.Handle) ([]Listener, error) {
-	conn, err := ns.DialSockDiag()
+	conn, err := ns.Dial()
 	if err != nil {
 		return nil, err
 	}

@@ -22,10 +22,11 @@ type Handle struct {
 	// Proc is a process inside the namespace; its net/ files (netstat, ...)
 	// describe the namespace.
 	Proc procfs.Proc
-	// sysDir is the /proc/sys directory that shows this namespace's sysctls.
-	sysDir string
-	// nsFD is an open namespace file for sock_diag, or 0 for the own namespace.
-	nsFD int
+	// SysctlDir is the /proc/sys directory that shows this namespace's
+	// sysctls.
+	SysctlDir string
+	// Dial opens a sock_diag socket in the namespace.
+	Dial func() (*sockdiag.Conn, error)
 }
 
 // Self returns the handle of the exporter's own network namespace, reading
@@ -39,17 +40,16 @@ func Self(procRoot string) (*Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find own process in procfs at %q: %w", procRoot, err)
 	}
-	return &Handle{Proc: self, sysDir: filepath.Join(procRoot, "sys")}, nil
-}
-
-// DialSockDiag opens a sock_diag socket in the namespace.
-func (h *Handle) DialSockDiag() (*sockdiag.Conn, error) {
-	return sockdiag.Dial(h.nsFD)
+	return &Handle{
+		Proc:      self,
+		SysctlDir: filepath.Join(procRoot, "sys"),
+		Dial:      func() (*sockdiag.Conn, error) { return sockdiag.Dial(0) },
+	}, nil
 }
 
 // Sysctl reads an integer sysctl such as "net/core/somaxconn".
 func (h *Handle) Sysctl(name string) (int64, error) {
-	b, err := os.ReadFile(filepath.Join(h.sysDir, name))
+	b, err := os.ReadFile(filepath.Join(h.SysctlDir, name))
 	if err != nil {
 		return 0, err
 	}

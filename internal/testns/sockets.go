@@ -1,0 +1,312 @@
+package testns
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listener is a listening socket made with raw syscalls, so its backlog is
+// exactly what the test asked for (net.Listen always asks for somaxconn).
+type Listener struct {
+	FD    int
+	Addr  netip.AddrPort // TCP only
+	Path  string         // unix only, as ss prints it
+	Inode uint64
+}
+
+// ListenTCP listens on addr ("127.0.0.1:0", "[::1]:0") with the given
+// backlog. The socket is closed when the test ends.
+func ListenTCP(t testing.TB, addr string, backlog int, reusePort bool) *Listener {
+	t.Helper()
+	ap := netip.MustParseAddrPort(addr)
+	l, err := listenTCP(ap, backlog, reusePort)
+	if err != nil {
+		t.Fatalf("listen on %s with backlog %d: %v", addr, backlog, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func listenTCP(ap netip.AddrPort, backlog int, reusePort bool) (*Listener, error) {
+	family := unix.AF_INET
+	if ap.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{FD: fd}
+	if reusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	if err := unix.Bind(fd, sockaddr(ap)); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		l.Close()
+		return nil, err
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	l.Addr = addrPortOf(sa)
+	if l.Inode, err = inode(fd); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Relisten calls listen() again with a new backlog, which changes the
+// effective backlog of a listening socket.
+func (l *Listener) Relisten(t testing.TB, backlog int) {
+	t.Helper()
+	if err := unix.Listen(l.FD, backlog); err != nil {
+		t.Fatalf("listen again with backlog %d: %v", backlog, err)
+	}
+}
+
+// Close closes the socket; closing twice is harmless.
+func (l *Listener) Close() {
+	if l.FD >= 0 {
+		unix.Close(l.FD)
+		l.FD = -1
+	}
+}
+
+// Accept accepts one pending connection and closes it.
+func (l *Listener) Accept(t testing.TB) {
+	t.Helper()
+	nfd, _, err := unix.Accept4(l.FD, unix.SOCK_CLOEXEC)
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	unix.Close(nfd)
+}
+
+// DialTCP starts n non-blocking connects to addr that are never accepted;
+// with a full accept queue their SYNs are dropped and retried by the kernel.
+// The client sockets are closed when the test ends.
+func DialTCP(t testing.TB, addr netip.AddrPort, n int) {
+	t.Helper()
+	family := unix.AF_INET
+	if addr.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	for range n {
+		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatalf("client socket: %v", err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.Connect(fd, sockaddr(addr)); err != nil && err != unix.EINPROGRESS {
+			t.Fatalf("connect to %s: %v", addr, err)
+		}
+	}
+}
+
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}
+
+func inode(fd int) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// Eventually polls cond every 20 ms until it holds or timeout passes; then
+// it fails the test with cond's last explanation.
+func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %s", timeout, why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// SSEntry is what ss says of one listening socket.
+type SSEntry struct {
+	RecvQ, SendQ int
+	Drops        int // skmem d field
+	Local        string
+}
+
+var (
+	ssInode = regexp.MustCompile(`\bino:(\d+)`)
+	ssDrops = regexp.MustCompile(`\bskmem:\(.*\bd(\d+)\)`)
+)
+
+// SS runs `ss -Hlnme` for proto ("t" for TCP, "x" for unix) and returns the
+// listener with the given inode, as the reference the exporter must agree
+// with.
+func SS(t testing.TB, proto string, ino uint64) SSEntry {
+	t.Helper()
+	out, err := exec.Command("ss", "-Hlnme"+proto).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	e, ok := parseSS(string(out), ino)
+	if !ok {
+		t.Fatalf("ss does not list a listener with inode %d:\n%s", ino, out)
+	}
+	return e
+}
+
+// parseSS finds the socket with inode ino in ss -Hlnme output. ss prints
+// the skmem:(...) block on a continuation line starting with whitespace.
+func parseSS(out string, ino uint64) (SSEntry, bool) {
+	var records []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
+			if len(records) > 0 {
+				records[len(records)-1] += " " + line
+			}
+			continue
+		}
+		if line != "" {
+			records = append(records, line)
+		}
+	}
+	want := strconv.FormatUint(ino, 10)
+	for _, r := range records {
+		m := ssInode.FindStringSubmatch(r)
+		if m == nil || m[1] != want {
+			continue
+		}
+		f := strings.Fields(r)
+		// ss -x prints Netid first; ss -t with -l prints State first.
+		i := 1
+		if f[0] == "u_str" || f[0] == "u_seq" || f[0] == "u_dgr" {
+			i = 2
+		}
+		e := SSEntry{Local: f[i+2]}
+		e.RecvQ, _ = strconv.Atoi(f[i])
+		e.SendQ, _ = strconv.Atoi(f[i+1])
+		if d := ssDrops.FindStringSubmatch(r); d != nil {
+			e.Drops, _ = strconv.Atoi(d[1])
+		}
+		return e, true
+	}
+	return SSEntry{}, false
+}
+
+// Owner is a helper process that holds a listening socket, so tests can
+// check the exporter names the owning process.
+type Owner struct {
+	Name  string
+	PID   int
+	Port  uint16
+	Inode uint64
+	stdin io.Closer
+}
+
+// StartOwner starts a process whose command name is name and which listens
+// on addr (TCP, "127.0.0.1:0") with the given backlog until the test ends.
+func StartOwner(t testing.TB, name, addr string, backlog int) *Owner {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kernel names a process after the file it was executed as, so a
+	// symlink gives the helper a command name of our choosing.
+	link := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(self, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d", envHelper, addr, backlog))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start owner process: %v", err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	o := &Owner{Name: name, PID: cmd.Process.Pid, stdin: stdin}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("owner process did not report its socket: %v", err)
+	}
+	if _, err := fmt.Sscanf(line, "%d %d", &o.Port, &o.Inode); err != nil {
+		t.Fatalf("owner process said %q: %v", line, err)
+	}
+	return o
+}
+
+// runHelper is the owner process: listen, say port and inode, wait for
+// stdin to close.
+func runHelper(spec string) int {
+	addr, backlogStr, _ := strings.Cut(spec, "|")
+	backlog, err := strconv.Atoi(backlogStr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testns helper: bad spec", spec)
+		return 2
+	}
+	l, err := listenTCP(netip.MustParseAddrPort(addr), backlog, false)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testns helper:", err)
+		return 1
+	}
+	fmt.Printf("%d %d\n", l.Addr.Port(), l.Inode)
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
