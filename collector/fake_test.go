@@ -1,0 +1,221 @@
+package collector
+
+import (
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/procfs"
+
+	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/owner"
+	"github.com/listenq/listenq_exporter/internal/sockdiag"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// fixture is a fake procfs tree: one process (pid 4242, "nginx") holding
+// socket 1001, a netstat file and the sysctls.
+func fixture(t *testing.T, netstat string) string {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string]string{
+		"4242/comm":                        "nginx\n",
+		"4242/net/netstat":                 netstat,
+		"sys/net/core/somaxconn":           "4096\n",
+		"sys/net/ipv4/tcp_max_syn_backlog": "512\n",
+		"sys/net/ipv4/tcp_syncookies":      "1\n",
+		// tcp_abort_on_overflow is missing: the metric must be absent.
+	}
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "4242/fd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{
+		"self":      "4242",
+		"4242/fd/3": "socket:[1001]",
+		"4242/fd/4": "pipe:[77]",
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// A kernel without TCPReqQFullDoCookies: that counter must be absent.
+const fixtureNetstat = `TcpExt: SyncookiesSent SyncookiesRecv SyncookiesFailed ListenOverflows ListenDrops TCPReqQFullDrop
+TcpExt: 3 2 1 120 130 7
+IpExt: InNoRoutes
+IpExt: 0
+`
+
+// fakeListeners is what the fake kernel reports: an IPv4 listener owned by
+// nginx reported twice (dumps are not atomic), an IPv6 one nobody owns.
+var fakeListeners = map[uint8][]sockdiag.InetSocket{
+	sockdiag.FamilyINet: {
+		{Family: sockdiag.FamilyINet, State: sockdiag.StateListen, Local: netip.MustParseAddrPort("0.0.0.0:80"),
+			RQueue: 12, WQueue: 511, Inode: 1001, Drops: 42, HasDrops: true},
+		{Family: sockdiag.FamilyINet, State: sockdiag.StateListen, Local: netip.MustParseAddrPort("0.0.0.0:80"),
+			RQueue: 12, WQueue: 511, Inode: 1001, Drops: 42, HasDrops: true},
+	},
+	sockdiag.FamilyINet6: {
+		{Family: sockdiag.FamilyINet6, State: sockdiag.StateListen, Local: netip.MustParseAddrPort("[::]:8443"),
+			RQueue: 0, WQueue: 4096, Inode: 2002, Drops: 0, HasDrops: true},
+	},
+}
+
+// fakeDial answers inet_diag dumps from fakeListeners.
+func fakeDial(t *testing.T) func() (*sockdiag.Conn, error) {
+	return func() (*sockdiag.Conn, error) {
+		c := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+			family := reqs[0].Data[0]
+			hdr := netlink.Header{Type: 20, Sequence: reqs[0].Header.Sequence, PID: nltest.PID}
+			var msgs []netlink.Message
+			for _, s := range fakeListeners[family] {
+				b, err := s.MarshalBinary()
+				if err != nil {
+					t.Fatal(err)
+				}
+				msgs = append(msgs, netlink.Message{Header: hdr, Data: b})
+			}
+			msgs = append(msgs, netlink.Message{Header: hdr})
+			return nltest.Multipart(msgs)
+		})
+		return sockdiag.NewConn(c), nil
+	}
+}
+
+func newFakeRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, error)) *prometheus.Registry {
+	t.Helper()
+	fs, err := procfs.NewFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := fs.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &netns.Handle{Proc: self, SysctlDir: filepath.Join(root, "sys"), Dial: dial}
+	sel := Selection{}
+	for _, name := range []string{"netstat", "sysctl", "tcp"} {
+		on := true
+		sel[name] = &on
+	}
+	e, err := New(sel, Deps{
+		Logger:     discardLogger(),
+		Namespaces: []*netns.Handle{ns},
+		Listeners:  NewListenerExporter(ListenerFilters{MaxListeners: 100}, owner.NewResolver(root, 0)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e)
+	return reg
+}
+
+// TestGoldenExposition pins the exposition format: names, Help, types and
+// labels are the contract dashboards and alerts depend on.
+func TestGoldenExposition(t *testing.T) {
+	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeDial(t))
+	golden := filepath.Join("testdata", "exposition.prom")
+	if *update {
+		writeExposition(t, reg, golden)
+	}
+	f, err := os.Open(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := testutil.GatherAndCompare(reg, f, exposedNames(t, reg)...); err != nil {
+		t.Error(err)
+	}
+}
+
+// exposedNames lists every metric but the scrape durations, which vary.
+func exposedNames(t *testing.T, reg prometheus.Gatherer) []string {
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		if mf.GetName() != "listenq_scrape_collector_duration_seconds" {
+			names = append(names, mf.GetName())
+		}
+	}
+	return names
+}
+
+func writeExposition(t *testing.T, reg prometheus.Gatherer, path string) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	enc := expfmt.NewEncoder(&sb, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if mf.GetName() == "listenq_scrape_collector_duration_seconds" {
+			continue
+		}
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFailingSourceFailsOnlyItsCollector(t *testing.T) {
+	root := fixture(t, fixtureNetstat)
+	if err := os.Remove(filepath.Join(root, "4242/net/netstat")); err != nil {
+		t.Fatal(err)
+	}
+	failDial := func() (*sockdiag.Conn, error) { return nil, errors.New("operation not permitted") }
+	got := gather(t, newFakeRegistry(t, root, failDial))
+	for collector, want := range map[string]float64{"netstat": 0, "tcp": 0, "sysctl": 1} {
+		if v := one(t, got, "listenq_scrape_collector_success", map[string]string{"collector": collector}).value; v != want {
+			t.Errorf("success of %s = %v, want %v", collector, v, want)
+		}
+	}
+	if v := one(t, got, "listenq_somaxconn", nil).value; v != 4096 {
+		t.Errorf("sysctl collector kept working: somaxconn = %v, want 4096", v)
+	}
+}
+
+func TestUnparsableSysctlIsAnErrorButOthersStay(t *testing.T) {
+	root := fixture(t, fixtureNetstat)
+	if err := os.WriteFile(filepath.Join(root, "sys/net/core/somaxconn"), []byte("lots\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := gather(t, newFakeRegistry(t, root, fakeDial(t)))
+	if v := one(t, got, "listenq_scrape_collector_success", map[string]string{"collector": "sysctl"}).value; v != 0 {
+		t.Errorf("sysctl success = %v, want 0", v)
+	}
+	if n := len(got["listenq_somaxconn"]); n != 0 {
+		t.Errorf("unparsable somaxconn exported %d series", n)
+	}
+	if v := one(t, got, "listenq_tcp_syncookies", nil).value; v != 1 {
+		t.Errorf("tcp_syncookies = %v, want 1", v)
+	}
+}
