@@ -99,11 +99,12 @@ func (f *FilterFlags) Compile() (ListenerFilters, error) {
 		if *p.src == "" {
 			continue
 		}
-		re, err := regexp.Compile("^(?:" + *p.src + ")$")
-		if err != nil {
+		// Compiling the pattern alone first keeps the error message about
+		// what the user wrote, not about the anchors added here.
+		if _, err := regexp.Compile(*p.src); err != nil {
 			return lf, fmt.Errorf("--filter.%s: %w", p.flag, err)
 		}
-		*p.dst = re
+		*p.dst = regexp.MustCompile("^(?:" + *p.src + ")$")
 	}
 	if *f.maxListeners < 1 {
 		return lf, fmt.Errorf("--filter.max-listeners must be at least 1, got %d", *f.maxListeners)

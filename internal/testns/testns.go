@@ -27,7 +27,7 @@ const (
 
 // Main runs the tests, inside a private network namespace when possible,
 // and returns the exit code for os.Exit.
-func Main(m *testing.M) int {
+func Main(m interface{ Run() int }) int {
 	if spec := os.Getenv(envHelper); spec != "" {
 		return runHelper(spec)
 	}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/listenq/listenq_exporter/internal/testns"
+)
+
+// binary is the exporter built once for all tests of the whole program.
+var binary string
+
+func TestMain(m *testing.M) {
+	os.Exit(testns.Main(wrapBuild{m}))
+}
+
+// wrapBuild builds the binary before the tests run (inside the namespace
+// when there is one).
+type wrapBuild struct{ m *testing.M }
+
+func (w wrapBuild) Run() int {
+	dir, err := os.MkdirTemp("", "listenq-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "listenq_exporter")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build exporter: %v\n%s", err, out)
+		return 1
+	}
+	return w.m.Run()
+}
+
+func TestBadInputFailsAtStartup(t *testing.T) {
+	badConfig := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(badConfig, []byte("tls_server_config: [not, a, map\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"--no-such-flag"}, "unknown long flag '--no-such-flag'"},
+		{"bad regexp", []string{"--filter.port-include=(80"}, "--filter.port-include"},
+		{"bad cap", []string{"--filter.max-listeners=0"}, "--filter.max-listeners"},
+		{"unreadable procfs", []string{"--path.procfs=" + filepath.Join(t.TempDir(), "nope")}, "--path.procfs"},
+		{"bad web config", []string{"--web.config.file=" + badConfig}, "--web.config.file"},
+		{"missing web config", []string{"--web.config.file=" + badConfig + ".missing"}, "--web.config.file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--web.listen-address=127.0.0.1:" + freePort(t)}, tc.args...)
+			cmd := exec.Command(binary, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatalf("exit status 0, want failure")
+				}
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("still running after 10s, want a start-up failure")
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, tc.want) {
+				t.Errorf("stderr = %q, want one line mentioning %q", msg, tc.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary, "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "listenq_exporter, version") {
+		t.Errorf("--version: %v: %q", err, out)
+	}
+}
+
+func TestScrapeOverHTTP(t *testing.T) {
+	testns.Require(t)
+	l := testns.ListenTCP(t, "127.0.0.1:0", 2, false)
+	testns.DialTCP(t, l.Addr, 5)
+	base := startExporter(t)
+
+	body := get(t, http.DefaultClient, base+"/metrics", http.StatusOK)
+	want := fmt.Sprintf(`listenq_queue_length{inode="%d",listener="%s",netns="",port="%d",process="%s",proto="tcp"} 3`,
+		l.Inode, l.Addr, l.Addr.Port(), testComm(t))
+	if !strings.Contains(body, want) {
+		t.Errorf("scrape lacks %q", want)
+	}
+	for _, name := range []string{"listenq_exporter_build_info", "go_goroutines", "process_resident_memory_bytes", "listenq_scrape_collector_success"} {
+		if !strings.Contains(body, "\n"+name) {
+			t.Errorf("scrape lacks %s", name)
+		}
+	}
+	promtoolCheckMetrics(t, body)
+
+	landing := get(t, http.DefaultClient, base+"/", http.StatusOK)
+	if !strings.Contains(landing, `href="/metrics"`) {
+		t.Errorf("landing page does not link to /metrics: %q", landing)
+	}
+}
+
+// promtoolCheckMetrics lints the exposition the way Prometheus maintainers
+// do; promtool comes from Debian's prometheus package.
+func promtoolCheckMetrics(t *testing.T, body string) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool not installed; the test command installs it (apt-get install prometheus)")
+		}
+		t.Log("promtool not installed; skipping the exposition lint")
+		return
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestTLSAndBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSignedCert(t, dir)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "web.yml")
+	web := fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prometheus: %s\n", certFile, keyFile, hash)
+	if err := os.WriteFile(config, []byte(web), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := strings.Replace(startExporter(t, "--web.config.file="+config), "http://", "https://", 1)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+
+	get(t, client, base+"/metrics", http.StatusUnauthorized)
+	get(t, client, strings.Replace(base, "https://", "https://prometheus:wrong@", 1)+"/metrics", http.StatusUnauthorized)
+	body := get(t, client, strings.Replace(base, "https://", "https://prometheus:s3cret@", 1)+"/metrics", http.StatusOK)
+	if !strings.Contains(body, "listenq_scrape_collector_success") {
+		t.Errorf("authenticated scrape lacks exporter metrics")
+	}
+	// Plain HTTP to a TLS port is refused.
+	get(t, client, strings.Replace(base, "https://", "http://", 1)+"/metrics", http.StatusBadRequest)
+}
+
+// startExporter runs the binary on a free loopback port until the test ends
+// and returns its base URL once it answers.
+func startExporter(t *testing.T, args ...string) string {
+	t.Helper()
+	addr := "127.0.0.1:" + freePort(t)
+	cmd := exec.Command(binary, append([]string{"--web.listen-address=" + addr, "--owner.min-scan-interval=0s"}, args...)...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("exporter log:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return "http://" + addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exporter did not listen on %s within 10s:\n%s", addr, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, c *http.Client, url string, wantStatus int) string {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != wantStatus {
+		t.Fatalf("GET %s: status %d, want %d", url, resp.StatusCode, wantStatus)
+	}
+	return string(b)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func testComm(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "listenq test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
