@@ -273,11 +273,11 @@ func StartOwner(t testing.TB, name, addr string, backlog int) *Owner {
 	t.Cleanup(func() {
 		stdin.Close()
 		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
+		go func() { _ = cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-done
 		}
 	})
@@ -307,6 +307,6 @@ func runHelper(spec string) int {
 		return 1
 	}
 	fmt.Printf("%d %d\n", l.Addr.Port(), l.Inode)
-	io.Copy(io.Discard, os.Stdin)
+	_, _ = io.Copy(io.Discard, os.Stdin)
 	return 0
 }

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then lint, unit, fuzz,
+# real-kernel and end-to-end tests. Run as root so the tests that build
+# private network namespaces run; under CI=true they must run, never skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GOLANGCI_LINT_VERSION=v2.15.0
+FUZZTIME=${FUZZTIME:-10s}
+
+log() { printf '\n==> %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+	if [ "${CI:-}" = true ]; then
+		echo "test.sh: CI=true needs root: the kernel tests create network namespaces" >&2
+		exit 1
+	fi
+	echo "test.sh: not root: tests that need a private network namespace will skip" >&2
+fi
+
+# Debian packages: promtool and the Prometheus server, nginx and php-fpm for
+# the scenario tests, nftables and iproute2 for the namespace tests.
+need_pkgs=()
+for pair in promtool:prometheus ss:iproute2 nft:nftables nginx:nginx php-fpm:php-fpm curl:curl; do
+	cmd=${pair%%:*} pkg=${pair#*:}
+	if ! command -v "$cmd" >/dev/null 2>&1 && ! compgen -c "$cmd" | grep -q .; then
+		need_pkgs+=("$pkg")
+	fi
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+	if [ "$(id -u)" = 0 ]; then
+		log "installing ${need_pkgs[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+		# Package installs start services; the tests run their own on loopback.
+		for svc in prometheus nginx php*-fpm; do
+			systemctl stop "$svc" >/dev/null 2>&1 || true
+		done
+		pkill -x prometheus >/dev/null 2>&1 || true
+	else
+		echo "test.sh: missing ${need_pkgs[*]} and not root to install them" >&2
+	fi
+fi
+
+GOBIN=$(go env GOPATH)/bin
+if ! "$GOBIN/golangci-lint" --version 2>/dev/null | grep -q "version ${GOLANGCI_LINT_VERSION#v} "; then
+	log "installing golangci-lint $GOLANGCI_LINT_VERSION"
+	go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+fi
+
+log "gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-ed:" "$unformatted" >&2
+	exit 1
+fi
+
+log "go vet"
+go vet ./...
+
+log "golangci-lint"
+"$GOBIN/golangci-lint" run ./...
+
+log "go test"
+go test -count=1 ./...
+
+log "fuzz ($FUZZTIME each)"
+for target in $(go test -list '^Fuzz' ./internal/sockdiag/ | grep '^Fuzz'); do
+	go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" ./internal/sockdiag/
+done
+
+log "benchmark smoke run"
+bash bench/run.sh --smoke
