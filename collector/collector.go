@@ -4,6 +4,7 @@
 package collector
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -32,6 +33,9 @@ type Deps struct {
 	// exporter's own.
 	Namespaces []*netns.Handle
 	Listeners  *ListenerExporter
+	// Sampler samples the listener collectors in the background; nil when
+	// it is off.
+	Sampler *Sampler
 }
 
 type factory func(d Deps) (Collector, error)
@@ -41,12 +45,19 @@ type registration struct {
 	isDefault bool
 	help      string
 	factory   factory
+	// flags adds the collector's own --collector.NAME.OPTION flags.
+	flags func(*kingpin.Application)
 }
 
 var registrations []registration
 
-func register(name string, isDefault bool, help string, f factory) {
-	registrations = append(registrations, registration{name, isDefault, help, f})
+func register(name string, isDefault bool, help string, f factory, flags func(*kingpin.Application)) {
+	registrations = append(registrations, registration{name, isDefault, help, f, flags})
+}
+
+// starter is a collector with background work.
+type starter interface {
+	Start(ctx context.Context)
 }
 
 // Selection records which collectors the flags switched on.
@@ -64,6 +75,9 @@ func AddFlags(app *kingpin.Application) Selection {
 		}
 		sel[r.name] = app.Flag("collector."+r.name,
 			fmt.Sprintf("%s (default: %s).", r.help, state)).Default(def).Bool()
+		if r.flags != nil {
+			r.flags(app)
+		}
 	}
 	return sel
 }
@@ -95,6 +109,7 @@ var (
 // prometheus.Collector.
 type Exporter struct {
 	logger     *slog.Logger
+	sampler    *Sampler
 	collectors map[string]Collector
 	health     map[string]*health
 }
@@ -108,7 +123,7 @@ type health struct {
 
 // New builds the collectors that sel switched on.
 func New(sel Selection, d Deps) (*Exporter, error) {
-	e := &Exporter{logger: d.Logger, collectors: map[string]Collector{}, health: map[string]*health{}}
+	e := &Exporter{logger: d.Logger, sampler: d.Sampler, collectors: map[string]Collector{}, health: map[string]*health{}}
 	for _, r := range registrations {
 		if on := sel[r.name]; on == nil || !*on {
 			continue
@@ -121,6 +136,18 @@ func New(sel Selection, d Deps) (*Exporter, error) {
 		e.health[r.name] = &health{}
 	}
 	return e, nil
+}
+
+// Start runs the background work (sampler, slow refreshes) until ctx ends.
+func (e *Exporter) Start(ctx context.Context) {
+	if e.sampler != nil {
+		go e.sampler.Run(ctx)
+	}
+	for _, c := range e.collectors {
+		if s, ok := c.(starter); ok {
+			s.Start(ctx)
+		}
+	}
 }
 
 // Describe sends nothing: the metrics depend on what the kernel has, so the

@@ -3,6 +3,7 @@ package collector
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -26,6 +27,16 @@ type Listener struct {
 	// Drops is the listener's sk_drops; only TCP listeners have it.
 	Drops    uint64
 	HasDrops bool
+	// Local is the TCP local address, used to attribute SYN-queue entries.
+	Local netip.AddrPort
+
+	// Set by the sampler.
+	Peak        uint32
+	FullSeconds float64
+	HasStats    bool
+	// Set by SYN-queue counting.
+	SynQueue    uint32
+	HasSynQueue bool
 }
 
 var listenerLabels = []string{"netns", "proto", "listener", "port", "process", "inode"}
@@ -39,6 +50,15 @@ var (
 		listenerLabels, nil)
 	dropsDesc = prometheus.NewDesc(namespace+"_drops_total",
 		"Packets the kernel dropped at this TCP listener (sk_drops), mostly SYNs and handshake ACKs refused because its accept queue was full.",
+		listenerLabels, nil)
+	peakDesc = prometheus.NewDesc(namespace+"_queue_peak_length",
+		"Highest listen-queue length the background sampler saw over the trailing --sampler.window; catches bursts that fill and drain between scrapes.",
+		listenerLabels, nil)
+	fullSecondsDesc = prometheus.NewDesc(namespace+"_queue_full_seconds_total",
+		"Seconds the background sampler saw this listen queue full (length above limit), when new connections are dropped or refused; estimated from samples every --sampler.interval.",
+		listenerLabels, nil)
+	synQueueDesc = prometheus.NewDesc(namespace+"_syn_queue_length",
+		"TCP handshakes in progress (SYN received, final ACK not yet) for this listener, refreshed every --collector.tcp.syn-queue.interval.",
 		listenerLabels, nil)
 	omittedDesc = prometheus.NewDesc(namespace+"_listeners_omitted",
 		"Listeners seen in this scrape but not exported: reason=filter (excluded by --filter.* flags), cap (over --filter.max-listeners), owner_pending (new socket whose owner lookup is rate-limited; exported from the next scrape on).",
@@ -189,6 +209,13 @@ func (x *ListenerExporter) Export(ch chan<- prometheus.Metric, netnsID, proto st
 		ch <- prometheus.MustNewConstMetric(queueLimitDesc, prometheus.GaugeValue, float64(l.Limit), labels...)
 		if l.HasDrops {
 			ch <- prometheus.MustNewConstMetric(dropsDesc, prometheus.CounterValue, float64(l.Drops), labels...)
+		}
+		if l.HasStats {
+			ch <- prometheus.MustNewConstMetric(peakDesc, prometheus.GaugeValue, float64(l.Peak), labels...)
+			ch <- prometheus.MustNewConstMetric(fullSecondsDesc, prometheus.CounterValue, l.FullSeconds, labels...)
+		}
+		if l.HasSynQueue {
+			ch <- prometheus.MustNewConstMetric(synQueueDesc, prometheus.GaugeValue, float64(l.SynQueue), labels...)
 		}
 	}
 	for reason, n := range omitted {

@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	register("netstat", true, "Namespace-wide TCP listen-queue counters from /proc/net/netstat (TcpExt)", newNetstatCollector)
+	register("netstat", true, "Namespace-wide TCP listen-queue counters from /proc/net/netstat (TcpExt)", newNetstatCollector, nil)
 }
 
 // netstatCounter is one TcpExt field and the metric it becomes.

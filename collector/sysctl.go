@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	register("sysctl", true, "Namespace sysctls that shape listen queues (somaxconn, tcp_max_syn_backlog, tcp_syncookies, tcp_abort_on_overflow)", newSysctlCollector)
+	register("sysctl", true, "Namespace sysctls that shape listen queues (somaxconn, tcp_max_syn_backlog, tcp_syncookies, tcp_abort_on_overflow)", newSysctlCollector, nil)
 }
 
 type sysctl struct {

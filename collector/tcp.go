@@ -1,37 +1,77 @@
 package collector
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
+var (
+	synQueueEnabled  *bool
+	synQueueInterval *time.Duration
+)
+
 func init() {
-	register("tcp", true, "Per-listener TCP accept queues and drops, from one LISTEN-only inet_diag dump per address family", newTCPCollector)
+	register("tcp", true, "Per-listener TCP accept queues and drops, from one LISTEN-only inet_diag dump per address family", newTCPCollector,
+		func(app *kingpin.Application) {
+			synQueueEnabled = app.Flag("collector.tcp.syn-queue",
+				"Also count handshakes in progress per listener (listenq_syn_queue_length). This walks the kernel's whole connection table, so it runs in the background every --collector.tcp.syn-queue.interval, never on the scrape path.").
+				Default("false").Bool()
+			synQueueInterval = app.Flag("collector.tcp.syn-queue.interval",
+				"How often to count handshakes in progress when --collector.tcp.syn-queue is on.").
+				Default("10s").Duration()
+		})
 }
 
 type tcpCollector struct {
-	namespaces []*netns.Handle
-	listeners  *ListenerExporter
+	sources []*source
+	syn     map[*source]*synCounter
+	out     *ListenerExporter
 }
 
 func newTCPCollector(d Deps) (Collector, error) {
-	return &tcpCollector{namespaces: d.Namespaces, listeners: d.Listeners}, nil
+	c := &tcpCollector{out: d.Listeners, syn: map[*source]*synCounter{}}
+	for _, ns := range d.Namespaces {
+		src := &source{ns: ns, proto: "tcp", read: ReadTCPListeners}
+		d.Sampler.attach(src)
+		c.sources = append(c.sources, src)
+		if synQueueEnabled != nil && *synQueueEnabled {
+			if *synQueueInterval <= 0 {
+				return nil, fmt.Errorf("--collector.tcp.syn-queue.interval must be positive, got %v", *synQueueInterval)
+			}
+			c.syn[src] = newSynCounter(ns, *synQueueInterval, d.Logger)
+		}
+	}
+	return c, nil
+}
+
+// Start runs SYN-queue counting in the background.
+func (c *tcpCollector) Start(ctx context.Context) {
+	for _, sc := range c.syn {
+		go sc.run(ctx)
+	}
 }
 
 func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
-	for _, ns := range c.namespaces {
-		ls, err := ReadTCPListeners(ns)
+	for _, src := range c.sources {
+		ls, err := src.Listeners()
 		if err != nil {
 			return err
 		}
-		c.listeners.Export(ch, ns.ID, "tcp", ls)
+		ls = src.withStats(ls)
+		if sc := c.syn[src]; sc != nil {
+			ls = sc.attribute(ls)
+		}
+		c.out.Export(ch, src.ns.ID, "tcp", ls)
 	}
 	return nil
 }
@@ -40,25 +80,32 @@ func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
 // Asking for LISTEN only makes the kernel walk just the listening hash, so
 // the cost follows the number of listeners, not of connections.
 func ReadTCPListeners(ns *netns.Handle) ([]Listener, error) {
+	socks, err := dumpInet(ns, 1<<sockdiag.StateListen, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Listener, 0, len(socks))
+	ifnames := ifNamer{}
+	for _, s := range socks {
+		out = append(out, tcpListener(s, ifnames.name(s.IfIndex)))
+	}
+	return out, nil
+}
+
+// dumpInet runs one inet_diag dump per address family.
+func dumpInet(ns *netns.Handle, states uint32, memInfo bool) ([]sockdiag.InetSocket, error) {
 	conn, err := ns.Dial()
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	var out []Listener
-	ifnames := ifNamer{}
+	var out []sockdiag.InetSocket
 	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
-		socks, err := conn.InetSockets(sockdiag.InetRequest{
-			Family:  family,
-			States:  1 << sockdiag.StateListen,
-			MemInfo: true,
-		})
+		socks, err := conn.InetSockets(sockdiag.InetRequest{Family: family, States: states, MemInfo: memInfo})
 		if err != nil {
 			return nil, err
 		}
-		for _, s := range socks {
-			out = append(out, tcpListener(s, ifnames.name(s.IfIndex)))
-		}
+		out = append(out, socks...)
 	}
 	return out, nil
 }
@@ -68,6 +115,7 @@ func tcpListener(s sockdiag.InetSocket, ifname string) Listener {
 		Proto:    "tcp",
 		Address:  FormatInetAddress(s.Local, ifname),
 		Port:     strconv.Itoa(int(s.Local.Port())),
+		Local:    s.Local,
 		Inode:    uint64(s.Inode),
 		Length:   s.RQueue,
 		Limit:    s.WQueue,
@@ -90,7 +138,7 @@ func FormatInetAddress(ap netip.AddrPort, ifname string) string {
 }
 
 // ifNamer resolves interface indexes of SO_BINDTODEVICE listeners, once per
-// index per scrape; almost no listener has one.
+// index per read; almost no listener has one.
 type ifNamer map[uint32]string
 
 func (n ifNamer) name(idx uint32) string {
@@ -100,7 +148,7 @@ func (n ifNamer) name(idx uint32) string {
 	if s, ok := n[idx]; ok {
 		return s
 	}
-	s := fmt.Sprint(idx)
+	s := strconv.FormatUint(uint64(idx), 10)
 	if ifi, err := net.InterfaceByIndex(int(idx)); err == nil {
 		s = ifi.Name
 	}

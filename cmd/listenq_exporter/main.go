@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,8 @@ type config struct {
 	metricsPath     *string
 	procfs          *string
 	ownerScanPeriod *time.Duration
+	samplerInterval *time.Duration
+	samplerWindow   *time.Duration
 	collectors      collector.Selection
 	filters         *collector.FilterFlags
 	log             *promslog.Config
@@ -52,6 +55,12 @@ func addFlags(app *kingpin.Application) *config {
 		ownerScanPeriod: app.Flag("owner.min-scan-interval",
 			"Shortest time between two scans of /proc/*/fd to name the process owning new listeners; a listener first seen while a scan is not allowed is exported once it is named.").
 			Default("5s").Duration(),
+		samplerInterval: app.Flag("sampler.interval",
+			"How often the background sampler reads every listener's queue, to catch bursts between scrapes (listenq_queue_peak_length, listenq_queue_full_seconds_total). 0 turns it off; scrapes then read the kernel directly.").
+			Default("100ms").Duration(),
+		samplerWindow: app.Flag("sampler.window",
+			"Trailing window over which listenq_queue_peak_length is the highest length seen; make it at least the scrape interval.").
+			Default("60s").Duration(),
 		collectors: collector.AddFlags(app),
 		filters:    collector.AddFilterFlags(app),
 		log:        &promslog.Config{},
@@ -75,7 +84,7 @@ func main() {
 }
 
 func run(cfg *config, logger *slog.Logger) error {
-	handler, err := newMetricsHandler(cfg, logger)
+	handler, err := newMetricsHandler(context.Background(), cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -107,10 +116,14 @@ func run(cfg *config, logger *slog.Logger) error {
 	return nil
 }
 
-func newMetricsHandler(cfg *config, logger *slog.Logger) (http.Handler, error) {
+func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (http.Handler, error) {
 	filters, err := cfg.filters.Compile()
 	if err != nil {
 		return nil, err
+	}
+	interval, window := *cfg.samplerInterval, *cfg.samplerWindow
+	if interval < 0 || (interval > 0 && window < interval) {
+		return nil, fmt.Errorf("--sampler.interval (%v) must be 0 or positive and at most --sampler.window (%v)", interval, window)
 	}
 	self, err := netns.Self(*cfg.procfs)
 	if err != nil {
@@ -120,10 +133,12 @@ func newMetricsHandler(cfg *config, logger *slog.Logger) (http.Handler, error) {
 		Logger:     logger,
 		Namespaces: []*netns.Handle{self},
 		Listeners:  collector.NewListenerExporter(filters, owner.NewResolver(*cfg.procfs, *cfg.ownerScanPeriod)),
+		Sampler:    collector.NewSampler(interval, window, logger),
 	})
 	if err != nil {
 		return nil, err
 	}
+	exporter.Start(ctx)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		exporter,

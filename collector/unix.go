@@ -1,0 +1,112 @@
+package collector
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/sockdiag"
+)
+
+func init() {
+	register("unix", true, "Per-listener unix-socket accept queues (php-fpm, gunicorn, uwsgi behind nginx), from a LISTEN-only unix_diag dump", newUnixCollector, nil)
+}
+
+type unixCollector struct {
+	sources []*source
+	out     *ListenerExporter
+}
+
+func newUnixCollector(d Deps) (Collector, error) {
+	c := &unixCollector{out: d.Listeners}
+	for _, ns := range d.Namespaces {
+		src := &source{ns: ns, proto: "unix", read: ReadUnixListeners}
+		d.Sampler.attach(src)
+		c.sources = append(c.sources, src)
+	}
+	return c, nil
+}
+
+func (c *unixCollector) Update(ch chan<- prometheus.Metric) error {
+	for _, src := range c.sources {
+		ls, err := src.Listeners()
+		if err != nil {
+			return err
+		}
+		c.out.Export(ch, src.ns.ID, "unix", src.withStats(ls))
+	}
+	return nil
+}
+
+// ReadUnixListeners dumps the listening unix sockets (stream and seqpacket)
+// of one namespace. Sockets without a name (unnamed, socketpair) cannot be
+// told apart by a person and are skipped.
+func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
+	conn, err := ns.Dial()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	socks, err := conn.UnixSockets(sockdiag.UnixRequest{States: 1 << sockdiag.StateListen})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Listener, 0, len(socks))
+	for _, s := range socks {
+		if s.Type != sockdiag.SockStream && s.Type != sockdiag.SockSeqPacket {
+			continue
+		}
+		if !s.HasQueue {
+			return nil, fmt.Errorf("unix_diag: socket %d has no queue lengths (UNIX_DIAG_RQLEN)", s.Inode)
+		}
+		name := FormatUnixName(s.Name)
+		if name == "" {
+			continue
+		}
+		out = append(out, Listener{
+			Proto:   "unix",
+			Address: name,
+			Inode:   uint64(s.Inode),
+			Length:  s.RQueue,
+			Limit:   s.WQueue,
+		})
+	}
+	return out, nil
+}
+
+// FormatUnixName prints a sun_path the way ss does: the path, or "@name"
+// for an abstract socket (whose name starts with a NUL byte). Trailing NULs
+// are dropped, and bytes that are not printable UTF-8 are escaped as \xNN so
+// a label never carries control characters.
+func FormatUnixName(raw []byte) string {
+	prefix := ""
+	if len(raw) > 0 && raw[0] == 0 {
+		prefix, raw = "@", raw[1:]
+	}
+	raw = bytes.TrimRight(raw, "\x00")
+	if len(raw) == 0 {
+		if prefix == "@" {
+			return "@"
+		}
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(prefix)
+	for len(raw) > 0 {
+		r, size := utf8.DecodeRune(raw)
+		if r == utf8.RuneError || !unicode.IsPrint(r) || r == '\\' {
+			for _, c := range raw[:size] {
+				fmt.Fprintf(&b, `\x%02x`, c)
+			}
+		} else {
+			b.WriteRune(r)
+		}
+		raw = raw[size:]
+	}
+	return b.String()
+}

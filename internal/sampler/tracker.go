@@ -1,0 +1,119 @@
+// Package sampler keeps, per listening socket, what frequent samples of its
+// queue showed between scrapes: the peak length over a trailing window and
+// the time the queue was seen full.
+package sampler
+
+import (
+	"sync"
+	"time"
+)
+
+// Sample is one reading of one listener's queue.
+type Sample struct {
+	Inode  uint64
+	Length uint32
+	Limit  uint32
+}
+
+// Full reports whether the queue had no room: the kernel admits one entry
+// beyond the backlog, so a full queue has Length > Limit.
+func (s Sample) Full() bool { return s.Length > s.Limit }
+
+// Stats is what the Tracker knows of one listener.
+type Stats struct {
+	Peak        uint32  // highest length over the trailing window
+	FullSeconds float64 // accumulated time seen full
+}
+
+// numBuckets splits the window: the peak is the maximum of the buckets that
+// overlap the window, so it may include up to window/numBuckets more than
+// the window, and costs numBuckets words per listener.
+const numBuckets = 15
+
+// Tracker holds per-listener state for one source of listeners (one
+// protocol in one namespace). It is safe for concurrent use.
+type Tracker struct {
+	width  time.Duration // of one bucket
+	maxGap time.Duration // longest time one sample may stand for
+
+	mu     sync.Mutex
+	series map[uint64]*series
+}
+
+type series struct {
+	maxes      [numBuckets]uint32
+	bucketIdx  [numBuckets]int64 // which bucket each slot holds
+	fullSecs   float64
+	lastSample time.Time
+}
+
+// NewTracker returns a Tracker with a trailing window for peaks; interval is
+// the sampling interval, used to bound how much time one sample accounts
+// for when sampling was delayed.
+func NewTracker(window, interval time.Duration) *Tracker {
+	width := window / numBuckets
+	if width <= 0 {
+		width = time.Millisecond
+	}
+	return &Tracker{width: width, maxGap: 2 * interval, series: map[uint64]*series{}}
+}
+
+// Observe records one sampling round taken at now. Listeners missing from
+// samples are gone and their state is dropped, so memory follows the live
+// listeners.
+func (t *Tracker) Observe(now time.Time, samples []Sample) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	idx := now.UnixNano() / int64(t.width)
+	live := make(map[uint64]*series, len(samples))
+	for _, s := range samples {
+		sr := t.series[s.Inode]
+		if sr == nil {
+			sr = &series{}
+			for i := range sr.bucketIdx {
+				sr.bucketIdx[i] = -1
+			}
+		}
+		sr.record(idx, s.Length)
+		if s.Full() && !sr.lastSample.IsZero() {
+			sr.fullSecs += min(now.Sub(sr.lastSample), t.maxGap).Seconds()
+		}
+		sr.lastSample = now
+		live[s.Inode] = sr
+	}
+	t.series = live
+}
+
+func (sr *series) record(idx int64, length uint32) {
+	slot := idx % numBuckets
+	if sr.bucketIdx[slot] != idx {
+		sr.bucketIdx[slot], sr.maxes[slot] = idx, 0
+	}
+	sr.maxes[slot] = max(sr.maxes[slot], length)
+}
+
+// Stats returns the state of one listener as of now; ok is false for a
+// listener the Tracker has not sampled.
+func (t *Tracker) Stats(now time.Time, inode uint64) (Stats, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sr, ok := t.series[inode]
+	if !ok {
+		return Stats{}, false
+	}
+	idx := now.UnixNano() / int64(t.width)
+	var peak uint32
+	for slot, bi := range sr.bucketIdx {
+		if bi > idx-numBuckets && bi <= idx {
+			peak = max(peak, sr.maxes[slot])
+		}
+	}
+	return Stats{Peak: peak, FullSeconds: sr.fullSecs}, true
+}
+
+// Len reports how many listeners the Tracker holds state for.
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.series)
+}
