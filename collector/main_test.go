@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"os"
 	"strconv"
 	"testing"
@@ -16,9 +17,16 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testns.Main(m)) }
 
-// newRealRegistry builds the named collectors over the real kernel of the
-// test's network namespace, with default flags plus args.
+// newRealRegistry builds the collectors over the real kernel of the test's
+// network namespace, with default flags plus args, and no sampler.
 func newRealRegistry(t *testing.T, args ...string) *prometheus.Registry {
+	t.Helper()
+	return newSampledRegistry(t, nil, args...)
+}
+
+// newSampledRegistry is newRealRegistry with a sampler (nil for none); the
+// background work runs until the test ends.
+func newSampledRegistry(t *testing.T, s *Sampler, args ...string) *prometheus.Registry {
 	t.Helper()
 	app := kingpin.New("test", "")
 	sel := AddFlags(app)
@@ -38,10 +46,14 @@ func newRealRegistry(t *testing.T, args ...string) *prometheus.Registry {
 		Logger:     discardLogger(),
 		Namespaces: []*netns.Handle{self},
 		Listeners:  NewListenerExporter(filters, owner.NewResolver("/proc", 0)),
+		Sampler:    s,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e.Start(ctx)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(e)
 	return reg

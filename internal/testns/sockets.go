@@ -103,11 +103,24 @@ func (l *Listener) Accept(t testing.TB) {
 	unix.Close(nfd)
 }
 
+// Clients is a group of client sockets, closed together.
+type Clients struct {
+	t   testing.TB
+	fds []int
+}
+
+// NewClients returns an empty group, closed when the test ends at the
+// latest.
+func NewClients(t testing.TB) *Clients {
+	c := &Clients{t: t}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // DialTCP starts n non-blocking connects to addr that are never accepted;
 // with a full accept queue their SYNs are dropped and retried by the kernel.
-// The client sockets are closed when the test ends.
-func DialTCP(t testing.TB, addr netip.AddrPort, n int) {
-	t.Helper()
+func (c *Clients) DialTCP(addr netip.AddrPort, n int) {
+	c.t.Helper()
 	family := unix.AF_INET
 	if addr.Addr().Is6() {
 		family = unix.AF_INET6
@@ -115,13 +128,28 @@ func DialTCP(t testing.TB, addr netip.AddrPort, n int) {
 	for range n {
 		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			t.Fatalf("client socket: %v", err)
+			c.t.Fatalf("client socket: %v", err)
 		}
-		t.Cleanup(func() { unix.Close(fd) })
+		c.fds = append(c.fds, fd)
 		if err := unix.Connect(fd, sockaddr(addr)); err != nil && err != unix.EINPROGRESS {
-			t.Fatalf("connect to %s: %v", addr, err)
+			c.t.Fatalf("connect to %s: %v", addr, err)
 		}
 	}
+}
+
+// Close closes every client of the group.
+func (c *Clients) Close() {
+	for _, fd := range c.fds {
+		unix.Close(fd)
+	}
+	c.fds = nil
+}
+
+// DialTCP starts n never-accepted connects to addr, closed when the test
+// ends.
+func DialTCP(t testing.TB, addr netip.AddrPort, n int) {
+	t.Helper()
+	NewClients(t).DialTCP(addr, n)
 }
 
 func sockaddr(ap netip.AddrPort) unix.Sockaddr {
@@ -211,19 +239,30 @@ func parseSS(out string, ino uint64) (SSEntry, bool) {
 	}
 	want := strconv.FormatUint(ino, 10)
 	for _, r := range records {
-		m := ssInode.FindStringSubmatch(r)
-		if m == nil || m[1] != want {
+		f := strings.Fields(r)
+		if len(f) < 5 {
 			continue
 		}
-		f := strings.Fields(r)
-		// ss -x prints Netid first; ss -t with -l prints State first.
-		i := 1
-		if f[0] == "u_str" || f[0] == "u_seq" || f[0] == "u_dgr" {
-			i = 2
+		// ss -x prints Netid first and the socket inode in the Port column
+		// (its ino: field is the file's inode); ss -t prints State first
+		// and the socket inode as ino:.
+		e := SSEntry{}
+		var got string
+		if strings.HasPrefix(f[0], "u_") {
+			e.Local, got = f[4], f[5]
+			e.RecvQ, _ = strconv.Atoi(f[2])
+			e.SendQ, _ = strconv.Atoi(f[3])
+		} else {
+			e.Local = f[3]
+			if m := ssInode.FindStringSubmatch(r); m != nil {
+				got = m[1]
+			}
+			e.RecvQ, _ = strconv.Atoi(f[1])
+			e.SendQ, _ = strconv.Atoi(f[2])
 		}
-		e := SSEntry{Local: f[i+2]}
-		e.RecvQ, _ = strconv.Atoi(f[i])
-		e.SendQ, _ = strconv.Atoi(f[i+1])
+		if got != want {
+			continue
+		}
 		if d := ssDrops.FindStringSubmatch(r); d != nil {
 			e.Drops, _ = strconv.Atoi(d[1])
 		}
@@ -309,4 +348,97 @@ func runHelper(spec string) int {
 	fmt.Printf("%d %d\n", l.Addr.Port(), l.Inode)
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return 0
+}
+
+// ListenUnix listens on a unix socket of type typ (unix.SOCK_STREAM or
+// unix.SOCK_SEQPACKET) named name: a path, or "@name" for an abstract
+// socket. The socket (and its file) is removed when the test ends.
+func ListenUnix(t testing.TB, name string, typ, backlog int) *Listener {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatalf("unix socket: %v", err)
+	}
+	l := &Listener{FD: fd, Path: name}
+	t.Cleanup(func() {
+		l.Close()
+		if !strings.HasPrefix(name, "@") {
+			os.Remove(name)
+		}
+	})
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatalf("bind %s: %v", name, err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		t.Fatalf("listen on %s with backlog %d: %v", name, backlog, err)
+	}
+	if l.Inode, err = inode(fd); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// DialUnixUntilFull connects non-blocking clients to the unix listener name
+// until connect fails with EAGAIN, the "Resource temporarily unavailable"
+// nginx reports as a 502, and returns how many got in. It gives up after
+// max clients. The clients are closed when the test ends.
+func DialUnixUntilFull(t testing.TB, name string, typ, max int) int {
+	t.Helper()
+	for i := range max {
+		fd, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatalf("client socket: %v", err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: name})
+		if err == unix.EAGAIN {
+			return i
+		}
+		if err != nil {
+			t.Fatalf("connect to %s: %v", name, err)
+		}
+	}
+	t.Fatalf("%d clients connected to %s without EAGAIN", max, name)
+	return max
+}
+
+// DeferAccept sets TCP_DEFER_ACCEPT: the kernel then ignores a client's bare
+// handshake ACK and keeps the connection as a request socket in the SYN
+// queue, which makes real half-open handshakes on loopback.
+func (l *Listener) DeferAccept(t testing.TB, seconds int) {
+	t.Helper()
+	if err := unix.SetsockoptInt(l.FD, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, seconds); err != nil {
+		t.Fatalf("TCP_DEFER_ACCEPT: %v", err)
+	}
+}
+
+// DrainAccept accepts and closes every connection waiting on a listener
+// made with ListenTCP, without blocking, and returns how many there were.
+func (l *Listener) DrainAccept(t testing.TB) int {
+	t.Helper()
+	if err := unix.SetNonblock(l.FD, true); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		nfd, _, err := unix.Accept4(l.FD, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		if err == unix.EAGAIN {
+			return n
+		}
+		if err != nil {
+			t.Fatalf("accept: %v", err)
+		}
+		unix.Close(nfd)
+		n++
+	}
+}
+
+// SynRecv counts the request sockets ss sees for a local port.
+func SynRecv(t testing.TB, port uint16) int {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htn", "state", "syn-recv", "sport", "=", fmt.Sprintf(":%d", port)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	return strings.Count(string(out), "\n")
 }
