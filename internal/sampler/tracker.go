@@ -27,8 +27,13 @@ type Stats struct {
 
 // numBuckets splits the window: the peak is the maximum of the buckets that
 // overlap the window, so it may include up to window/numBuckets more than
-// the window, and costs numBuckets words per listener.
+// the window. A window that does not start on a bucket boundary overlaps
+// numBuckets+1 buckets, so that many slots are kept per listener.
 const numBuckets = 15
+
+// numSlots is the number of buckets a series keeps: every bucket that can
+// overlap the window.
+const numSlots = numBuckets + 1
 
 // Tracker holds per-listener state for one source of listeners (one
 // protocol in one namespace). It is safe for concurrent use.
@@ -41,8 +46,8 @@ type Tracker struct {
 }
 
 type series struct {
-	maxes      [numBuckets]uint32
-	bucketIdx  [numBuckets]int64 // which bucket each slot holds
+	maxes      [numSlots]uint32
+	bucketIdx  [numSlots]int64 // which bucket each slot holds
 	fullSecs   float64
 	lastSample time.Time
 }
@@ -85,7 +90,7 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) {
 }
 
 func (sr *series) record(idx int64, length uint32) {
-	slot := idx % numBuckets
+	slot := idx % numSlots
 	if sr.bucketIdx[slot] != idx {
 		sr.bucketIdx[slot], sr.maxes[slot] = idx, 0
 	}
@@ -104,7 +109,9 @@ func (t *Tracker) Stats(now time.Time, inode uint64) (Stats, bool) {
 	idx := now.UnixNano() / int64(t.width)
 	var peak uint32
 	for slot, bi := range sr.bucketIdx {
-		if bi > idx-numBuckets && bi <= idx {
+		// Bucket idx-numBuckets holds now-window (its end is after it),
+		// so it overlaps the window and counts.
+		if bi >= idx-numBuckets && bi <= idx {
 			peak = max(peak, sr.maxes[slot])
 		}
 	}
