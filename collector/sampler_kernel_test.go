@@ -2,9 +2,14 @@ package collector
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/testns"
 )
 
@@ -61,17 +66,55 @@ func TestKernelSamplerCatchesBurstBetweenScrapes(t *testing.T) {
 	}
 }
 
-// With the sampler on, scrapes are served from its latest round: many
-// concurrent scrapes cost no extra kernel dumps.
-func TestKernelSamplerServesScrapesFromSnapshot(t *testing.T) {
+// Fifty scrapes at once share the kernel reads in flight instead of
+// making fifty dumps.
+func TestKernelConcurrentScrapesShareReads(t *testing.T) {
 	testns.Require(t)
-	reg := newSampledRegistry(t, NewSampler(time.Hour, time.Hour, discardLogger()))
-	// The first sampling round runs at start; with an hour-long interval no
-	// other round runs during the test.
-	gather(t, reg)
-	time.Sleep(200 * time.Millisecond)
-	l := testns.ListenTCP(t, "127.0.0.1:0", 4, false)
-	if n := len(find(gather(t, reg), "listenq_queue_length", inodeLabel(l.Inode))); n != 0 {
-		t.Errorf("a listener newer than the sampler's round was read from the kernel at scrape time (%d series)", n)
+	for range 20 {
+		testns.ListenTCP(t, "127.0.0.1:0", 4, false)
 	}
+	self, err := netns.Self("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newTCPCollector(Deps{
+		Logger:     discardLogger(),
+		Namespaces: []*netns.Handle{self},
+		Listeners:  NewListenerExporter(ListenerFilters{MaxListeners: 100}, owner.NewResolver("/proc", 0)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := c.(*tcpCollector)
+	// Slow each read down so the scrapes overlap, as they do on a busy
+	// host.
+	src := tc.sources[0]
+	read := src.read
+	src.read = func(ns *netns.Handle) ([]Listener, error) {
+		time.Sleep(50 * time.Millisecond)
+		return read(ns)
+	}
+	const scrapes = 50
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range scrapes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ch := make(chan prometheus.Metric, 1000)
+			<-start
+			if err := tc.Update(ch); err != nil {
+				t.Error(err)
+			}
+			if n := len(ch); n < 20*2 {
+				t.Errorf("a scrape got %d metrics, want at least 40", n)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if src.reads > 3 {
+		t.Errorf("%d concurrent scrapes made %d kernel reads, want at most 3", scrapes, src.reads)
+	}
+	t.Logf("%d concurrent scrapes made %d kernel reads", scrapes, src.reads)
 }

@@ -6,83 +6,78 @@ import (
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sampler"
+	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
-// source is the listeners of one protocol in one network namespace. Reads
-// are shared: concurrent callers wait for the read in flight instead of
-// each asking the kernel, so 50 simultaneous scrapes cost one dump.
+// source is the listeners of one protocol in one network namespace.
+//
+// Scrapes read it with a full dump (addresses, names, drops). Such reads are
+// shared: concurrent scrapes wait for the read in flight instead of each
+// asking the kernel, so 50 simultaneous scrapes cost one dump. The sampler
+// reads only the queue lengths, a much cheaper dump, every interval.
 type source struct {
-	ns    *netns.Handle
-	proto string
-	read  func(*netns.Handle) ([]Listener, error)
-	// tracker is set when the sampler runs; the latest sample then answers
-	// scrapes, so a scrape costs no dump at all.
+	ns     *netns.Handle
+	proto  string
+	read   func(*netns.Handle) ([]Listener, error)
+	queues func(*netns.Handle, []sockdiag.Queue) ([]sockdiag.Queue, error)
+	// tracker is set when the sampler runs.
 	tracker *sampler.Tracker
 
 	mu       sync.Mutex
 	inflight *readResult
-	latest   *readResult
+	reads    int // kernel reads made for scrapes, for tests
+
+	// Reused by the sampler's rounds, which run one at a time.
+	queueBuf  []sockdiag.Queue
+	sampleBuf []sampler.Sample
 }
 
 type readResult struct {
 	done      chan struct{}
 	listeners []Listener
 	err       error
-	at        time.Time
 }
 
-// Listeners returns the newest listeners: the sampler's latest round when
-// there is one, otherwise a fresh (shared) read.
+// Listeners reads the listeners from the kernel, or joins a read already in
+// flight.
 func (s *source) Listeners() ([]Listener, error) {
-	s.mu.Lock()
-	if s.tracker != nil && s.latest != nil {
-		r := s.latest
-		s.mu.Unlock()
-		return r.listeners, r.err
-	}
-	s.mu.Unlock()
-	r := s.readShared()
-	return r.listeners, r.err
-}
-
-// readShared reads from the kernel, or joins a read already in flight.
-func (s *source) readShared() *readResult {
 	s.mu.Lock()
 	if r := s.inflight; r != nil {
 		s.mu.Unlock()
 		<-r.done
-		return r
+		return r.listeners, r.err
 	}
 	r := &readResult{done: make(chan struct{})}
 	s.inflight = r
+	s.reads++
 	s.mu.Unlock()
 
 	r.listeners, r.err = s.read(s.ns)
-	r.at = time.Now()
 
 	s.mu.Lock()
 	s.inflight = nil
-	s.latest = r
 	s.mu.Unlock()
 	close(r.done)
-	return r
+	return r.listeners, r.err
 }
 
 // sample is one sampler round for this source.
 func (s *source) sample() error {
-	r := s.readShared()
-	if r.err != nil {
-		return r.err
+	qs, err := s.queues(s.ns, s.queueBuf[:0])
+	if err != nil {
+		return err
 	}
-	samples := make([]sampler.Sample, len(r.listeners))
-	for i, l := range r.listeners {
-		samples[i] = sampler.Sample{Inode: l.Inode, Length: l.Length, Limit: l.Limit}
+	samples := s.sampleBuf[:0]
+	for _, q := range qs {
+		samples = append(samples, sampler.Sample{Inode: uint64(q.Inode), Length: q.Length, Limit: q.Limit})
 	}
-	s.tracker.Observe(r.at, samples)
+	s.tracker.Observe(time.Now(), samples)
+	s.queueBuf, s.sampleBuf = qs, samples
 	return nil
 }
 
-// withStats adds the sampler's peak and full time to ls.
+// withStats adds the sampler's peak and full time to ls. A listener newer
+// than the sampler's last round has no stats yet and gets none.
 func (s *source) withStats(ls []Listener) []Listener {
 	if s.tracker == nil {
 		return ls
@@ -91,7 +86,8 @@ func (s *source) withStats(ls []Listener) []Listener {
 	out := make([]Listener, len(ls))
 	for i, l := range ls {
 		if st, ok := s.tracker.Stats(now, l.Inode); ok {
-			l.Peak, l.FullSeconds, l.HasStats = st.Peak, st.FullSeconds, true
+			// The scrape's own reading is a sample too.
+			l.Peak, l.FullSeconds, l.HasStats = max(st.Peak, l.Length), st.FullSeconds, true
 		}
 		out[i] = l
 	}

@@ -41,7 +41,7 @@ type tcpCollector struct {
 func newTCPCollector(d Deps) (Collector, error) {
 	c := &tcpCollector{out: d.Listeners, syn: map[*source]*synCounter{}}
 	for _, ns := range d.Namespaces {
-		src := &source{ns: ns, proto: "tcp", read: ReadTCPListeners}
+		src := &source{ns: ns, proto: "tcp", read: ReadTCPListeners, queues: tcpQueues}
 		d.Sampler.attach(src)
 		c.sources = append(c.sources, src)
 		if synQueueEnabled != nil && *synQueueEnabled {
@@ -108,6 +108,22 @@ func dumpInet(ns *netns.Handle, states uint32, memInfo bool) ([]sockdiag.InetSoc
 		out = append(out, socks...)
 	}
 	return out, nil
+}
+
+// tcpQueues reads only the queue lengths of the TCP listeners, for the
+// sampler.
+func tcpQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error) {
+	conn, err := ns.Dial()
+	if err != nil {
+		return dst, err
+	}
+	defer conn.Close()
+	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
+		if dst, err = conn.ListenQueues(family, dst); err != nil {
+			return dst, err
+		}
+	}
+	return dst, nil
 }
 
 func tcpListener(s sockdiag.InetSocket, ifname string) Listener {

@@ -25,7 +25,7 @@ type unixCollector struct {
 func newUnixCollector(d Deps) (Collector, error) {
 	c := &unixCollector{out: d.Listeners}
 	for _, ns := range d.Namespaces {
-		src := &source{ns: ns, proto: "unix", read: ReadUnixListeners}
+		src := &source{ns: ns, proto: "unix", read: ReadUnixListeners, queues: unixQueues}
 		d.Sampler.attach(src)
 		c.sources = append(c.sources, src)
 	}
@@ -95,6 +95,9 @@ func FormatUnixName(raw []byte) string {
 		}
 		return ""
 	}
+	if plainASCII(raw) {
+		return prefix + string(raw)
+	}
 	var b strings.Builder
 	b.WriteString(prefix)
 	for len(raw) > 0 {
@@ -109,4 +112,26 @@ func FormatUnixName(raw []byte) string {
 		raw = raw[size:]
 	}
 	return b.String()
+}
+
+// plainASCII reports whether b is printable ASCII without backslashes, as
+// nearly every socket path is; such names need no escaping.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// unixQueues reads only the queue lengths of the unix listeners, for the
+// sampler.
+func unixQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error) {
+	conn, err := ns.Dial()
+	if err != nil {
+		return dst, err
+	}
+	defer conn.Close()
+	return conn.ListenQueues(sockdiag.FamilyUnix, dst)
 }

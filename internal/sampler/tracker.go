@@ -43,6 +43,7 @@ type Tracker struct {
 
 	mu     sync.Mutex
 	series map[uint64]*series
+	round  uint64
 }
 
 type series struct {
@@ -50,6 +51,7 @@ type series struct {
 	bucketIdx  [numSlots]int64 // which bucket each slot holds
 	fullSecs   float64
 	lastSample time.Time
+	round      uint64 // last round that saw the listener
 }
 
 // NewTracker returns a Tracker with a trailing window for peaks; interval is
@@ -70,7 +72,7 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	idx := now.UnixNano() / int64(t.width)
-	live := make(map[uint64]*series, len(samples))
+	t.round++
 	for _, s := range samples {
 		sr := t.series[s.Inode]
 		if sr == nil {
@@ -78,15 +80,19 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) {
 			for i := range sr.bucketIdx {
 				sr.bucketIdx[i] = -1
 			}
+			t.series[s.Inode] = sr
 		}
 		sr.record(idx, s.Length)
 		if s.Full() && !sr.lastSample.IsZero() {
 			sr.fullSecs += min(now.Sub(sr.lastSample), t.maxGap).Seconds()
 		}
-		sr.lastSample = now
-		live[s.Inode] = sr
+		sr.lastSample, sr.round = now, t.round
 	}
-	t.series = live
+	for ino, sr := range t.series {
+		if sr.round != t.round {
+			delete(t.series, ino)
+		}
+	}
 }
 
 func (sr *series) record(idx int64, length uint32) {

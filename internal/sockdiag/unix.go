@@ -29,17 +29,23 @@ const (
 // UnixRequest describes one unix_diag dump.
 type UnixRequest struct {
 	States uint32 // bit set of 1<<TCP_STATE; unix sockets reuse TCP state numbers
+	// QueuesOnly leaves out the names, for sampling.
+	QueuesOnly bool
 }
 
 // MarshalBinary encodes the request as struct unix_diag_req asking for the
-// name and the queue lengths.
+// queue lengths and, unless QueuesOnly, the name.
 func (r UnixRequest) MarshalBinary() ([]byte, error) {
 	b := make([]byte, unixDiagReqLen)
 	b[0] = FamilyUnix
 	ne := binary.NativeEndian
 	ne.PutUint32(b[4:8], r.States)
 	// b[8:12] udiag_ino = 0: all sockets.
-	ne.PutUint32(b[12:16], udiagShowName|udiagShowRQLen)
+	show := uint32(udiagShowName | udiagShowRQLen)
+	if r.QueuesOnly {
+		show = udiagShowRQLen
+	}
+	ne.PutUint32(b[12:16], show)
 	// The cookie b[16:24] stays zero.
 	return b, nil
 }

@@ -1,0 +1,113 @@
+package sockdiag
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/mdlayher/netlink"
+)
+
+// Queue is the accept-queue state of one listener, all a sampler needs.
+type Queue struct {
+	Inode  uint32
+	Length uint32
+	Limit  uint32
+}
+
+// ListenQueues dumps the listeners of family (FamilyUnix, FamilyINet or
+// FamilyINet6) and appends their queues to dst. It asks the kernel for no
+// names or memory counters and decodes each record in place, so frequent
+// sampling stays cheap: a fraction of the cost of a full dump.
+func (c *Conn) ListenQueues(family uint8, dst []Queue) ([]Queue, error) {
+	var (
+		body  []byte
+		err   error
+		parse func([]byte) (Queue, bool, error)
+	)
+	if family == FamilyUnix {
+		body, err = UnixRequest{States: 1 << StateListen, QueuesOnly: true}.MarshalBinary()
+		parse = ParseUnixQueue
+	} else {
+		body, err = InetRequest{Family: family, States: 1 << StateListen}.MarshalBinary()
+		parse = ParseInetQueue
+	}
+	if err != nil {
+		return dst, err
+	}
+	if _, err := c.c.Send(netlink.Message{
+		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
+		Data:   body,
+	}); err != nil {
+		return dst, fmt.Errorf("sock_diag queue dump (family %d): %w", family, err)
+	}
+	// ReceiveIter reads datagram after datagram until the dump's
+	// NLMSG_DONE.
+	for m, err := range c.c.ReceiveIter() {
+		if err != nil {
+			return dst, fmt.Errorf("sock_diag queue dump (family %d): %w", family, err)
+		}
+		if m.Header.Type != sockDiagByFamily {
+			continue
+		}
+		q, ok, err := parse(m.Data)
+		if err != nil {
+			return dst, err
+		}
+		if ok {
+			dst = append(dst, q)
+		}
+	}
+	return dst, nil
+}
+
+// ParseInetQueue decodes the queue fields of one struct inet_diag_msg.
+func ParseInetQueue(b []byte) (Queue, bool, error) {
+	if len(b) < inetDiagMsgLen {
+		return Queue{}, false, fmt.Errorf("inet_diag_msg: %w: %d bytes, want %d", ErrShortMessage, len(b), inetDiagMsgLen)
+	}
+	ne := binary.NativeEndian
+	return Queue{Inode: ne.Uint32(b[68:72]), Length: ne.Uint32(b[56:60]), Limit: ne.Uint32(b[60:64])}, true, nil
+}
+
+// ParseUnixQueue decodes one struct unix_diag_msg and its UNIX_DIAG_RQLEN
+// attribute; ok is false for socket types that cannot listen (datagram).
+func ParseUnixQueue(b []byte) (Queue, bool, error) {
+	if len(b) < unixDiagMsgLen {
+		return Queue{}, false, fmt.Errorf("unix_diag_msg: %w: %d bytes, want %d", ErrShortMessage, len(b), unixDiagMsgLen)
+	}
+	if b[1] != SockStream && b[1] != SockSeqPacket {
+		return Queue{}, false, nil
+	}
+	ne := binary.NativeEndian
+	q := Queue{Inode: ne.Uint32(b[4:8])}
+	rq, err := findAttr(b[unixDiagMsgLen:], unixDiagRQLen)
+	if err != nil {
+		return Queue{}, false, fmt.Errorf("unix_diag_msg: %w", err)
+	}
+	if len(rq) < 8 {
+		return Queue{}, false, fmt.Errorf("unix_diag_msg: %w: UNIX_DIAG_RQLEN has %d bytes, want 8", ErrShortMessage, len(rq))
+	}
+	q.Length, q.Limit = ne.Uint32(rq[0:4]), ne.Uint32(rq[4:8])
+	return q, true, nil
+}
+
+// findAttr returns the payload of the first netlink attribute of type typ,
+// walking the attributes without allocating.
+func findAttr(b []byte, typ uint16) ([]byte, error) {
+	ne := binary.NativeEndian
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return nil, fmt.Errorf("attribute header: %w: %d bytes", ErrShortMessage, len(b))
+		}
+		n := int(ne.Uint16(b[0:2]))
+		if n < 4 || n > len(b) {
+			return nil, fmt.Errorf("attribute length %d outside 4..%d", n, len(b))
+		}
+		// The top two bits of the type are flags (nested, byte order).
+		if ne.Uint16(b[2:4])&0x3fff == typ {
+			return b[4:n], nil
+		}
+		b = b[min((n+3)&^3, len(b)):]
+	}
+	return nil, nil
+}
