@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -147,11 +148,29 @@ func admits(include, exclude *regexp.Regexp, s string) bool {
 type ListenerExporter struct {
 	filters ListenerFilters
 	owners  *owner.Resolver
+
+	mu sync.Mutex
+	// perSource holds a Resolver per protocol and namespace, made from
+	// owners, so their scan rate limits are independent.
+	perSource map[string]*owner.Resolver
 }
 
-// NewListenerExporter returns a ListenerExporter.
+// NewListenerExporter returns a ListenerExporter that names owners with
+// resolvers like owners.
 func NewListenerExporter(f ListenerFilters, owners *owner.Resolver) *ListenerExporter {
-	return &ListenerExporter{filters: f, owners: owners}
+	return &ListenerExporter{filters: f, owners: owners, perSource: map[string]*owner.Resolver{}}
+}
+
+func (x *ListenerExporter) resolver(netnsID, proto string) *owner.Resolver {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	key := netnsID + "\x00" + proto
+	r, ok := x.perSource[key]
+	if !ok {
+		r = x.owners.Sibling()
+		x.perSource[key] = r
+	}
+	return r
 }
 
 // exported is a listener that passed every filter, with its owner.
@@ -162,7 +181,7 @@ type exported struct {
 
 // Select applies deduplication, filters, owner lookup and the cap, and
 // returns the listeners to export plus how many were left out and why.
-func (x *ListenerExporter) Select(ls []Listener) ([]exported, map[string]int) {
+func (x *ListenerExporter) Select(owners *owner.Resolver, ls []Listener) ([]exported, map[string]int) {
 	omitted := map[string]int{"filter": 0, "cap": 0, "owner_pending": 0}
 	ls = dedupByInode(ls)
 	f := x.filters
@@ -177,10 +196,10 @@ func (x *ListenerExporter) Select(ls []Listener) ([]exported, map[string]int) {
 		kept = append(kept, l)
 		inodes = append(inodes, l.Inode)
 	}
-	owners := x.owners.Lookup(inodes)
+	names := owners.Lookup(inodes)
 	out := make([]exported, 0, len(kept))
 	for _, l := range kept {
-		proc, ok := owners[l.Inode]
+		proc, ok := names[l.Inode]
 		switch {
 		case !ok:
 			omitted["owner_pending"]++
@@ -202,7 +221,7 @@ func (x *ListenerExporter) Select(ls []Listener) ([]exported, map[string]int) {
 
 // Export sends the metrics of the listeners of one protocol in one namespace.
 func (x *ListenerExporter) Export(ch chan<- prometheus.Metric, netnsID, proto string, ls []Listener) {
-	out, omitted := x.Select(ls)
+	out, omitted := x.Select(x.resolver(netnsID, proto), ls)
 	for _, l := range out {
 		labels := []string{netnsID, l.Proto, l.Address, l.Port, l.process, strconv.FormatUint(l.Inode, 10)}
 		ch <- prometheus.MustNewConstMetric(queueLengthDesc, prometheus.GaugeValue, float64(l.Length), labels...)

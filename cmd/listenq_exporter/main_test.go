@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 
 	"github.com/listenq/listenq_exporter/internal/testns"
 )
@@ -129,6 +130,27 @@ func TestScrapeOverHTTP(t *testing.T) {
 	}
 }
 
+// The first scrape names the owners of TCP and unix listeners alike, even
+// with a long owner-scan rate limit: each protocol has its own limit.
+func TestFirstScrapeNamesAllOwners(t *testing.T) {
+	testns.Require(t)
+	tl := testns.ListenTCP(t, "127.0.0.1:0", 4, false)
+	ul := testns.ListenUnix(t, filepath.Join(t.TempDir(), "app.sock"), unix.SOCK_STREAM, 4)
+	base := startExporter(t, "--owner.min-scan-interval=1h")
+	body := get(t, http.DefaultClient, base+"/metrics", http.StatusOK)
+	comm := testComm(t)
+	for _, want := range []string{
+		fmt.Sprintf(`listenq_queue_limit{inode="%d",listener="%s",netns="",port="%d",process="%s",proto="tcp"} 4`, tl.Inode, tl.Addr, tl.Addr.Port(), comm),
+		fmt.Sprintf(`listenq_queue_limit{inode="%d",listener="%s",netns="",port="",process="%s",proto="unix"} 4`, ul.Inode, ul.Path, comm),
+		`listenq_listeners_omitted{netns="",proto="tcp",reason="owner_pending"} 0`,
+		`listenq_listeners_omitted{netns="",proto="unix",reason="owner_pending"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("first scrape lacks %s", want)
+		}
+	}
+}
+
 // promtoolCheckMetrics lints the exposition the way Prometheus maintainers
 // do; promtool comes from Debian's prometheus package.
 func promtoolCheckMetrics(t *testing.T, body string) {
@@ -178,7 +200,11 @@ func TestTLSAndBasicAuth(t *testing.T) {
 func startExporter(t *testing.T, args ...string) string {
 	t.Helper()
 	addr := "127.0.0.1:" + freePort(t)
-	cmd := exec.Command(binary, append([]string{"--web.listen-address=" + addr, "--owner.min-scan-interval=0s"}, args...)...)
+	flags := []string{"--web.listen-address=" + addr}
+	if !strings.Contains(strings.Join(args, " "), "--owner.min-scan-interval") {
+		flags = append(flags, "--owner.min-scan-interval=0s")
+	}
+	cmd := exec.Command(binary, append(flags, args...)...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

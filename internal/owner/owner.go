@@ -49,6 +49,16 @@ func NewResolver(procRoot string, minInterval time.Duration) *Resolver {
 	}
 }
 
+// Sibling returns a Resolver with the same settings and its own cache and
+// rate limit. Each source of listeners (protocol and namespace) gets its
+// own, so two collectors that find new sockets in the same scrape do not
+// keep each other waiting.
+func (r *Resolver) Sibling() *Resolver {
+	s := NewResolver(r.procRoot, r.minInterval)
+	s.forgetAfter, s.now = r.forgetAfter, r.now
+	return s
+}
+
 // Lookup returns the owner's command name for each inode it can answer for;
 // "" means the scan found no process holding it (exited, or no permission to
 // read its fds). Inodes absent from the result are pending: they are new and
