@@ -1,0 +1,604 @@
+// Package scenario runs the exporter next to real, unmodified servers from
+// the distribution and checks that it tells the story an operator lives
+// through: here nginx answering 502 because php-fpm's listen queue is full.
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/listenq/listenq_exporter/internal/testns"
+)
+
+func TestMain(m *testing.M) { os.Exit(testns.Main(m)) }
+
+const (
+	// fpmBacklog is php-fpm's listen.backlog; a full unix queue holds one
+	// more than that.
+	fpmBacklog = 2
+	// burstSize concurrent requests against one php-fpm child that takes
+	// scriptDelay per request: a handful get in, the rest find the queue full.
+	burstSize   = 30
+	scriptDelay = 400 * time.Millisecond
+	// budget bounds the scenario once the exporter is built.
+	budget = 30 * time.Second
+)
+
+// TestPHPFPMBurstFillsUnixQueue reproduces the classic "502 Bad Gateway,
+// connect() to unix:... failed (11: Resource temporarily unavailable)":
+// Debian's nginx in front of Debian's php-fpm with a single static child, a
+// slow script and listen.backlog = 2. A bounded burst of concurrent requests
+// makes nginx's non-blocking connect() to the php-fpm socket fail with
+// EAGAIN, and the exporter, scraped during the burst, shows that socket's
+// queue at its limit (length 3 over limit 2), owned by php-fpm.
+func TestPHPFPMBurstFillsUnixQueue(t *testing.T) {
+	testns.Require(t)
+	fpmBin := lookupServer(t, "php-fpm", "php-fpm*")
+	nginxBin := lookupServer(t, "nginx", "nginx")
+	exporterBin := buildExporter(t)
+
+	dir := shortTempDir(t)
+	sock := filepath.Join(dir, "fpm.sock")
+	deadline := time.Now().Add(budget)
+
+	fpm := startPHPFPM(t, fpmBin, dir, sock)
+	waitFor(t, deadline, "php-fpm to create "+sock, []*proc{fpm}, func() (bool, string) {
+		fi, err := os.Stat(sock)
+		if err != nil {
+			return false, err.Error()
+		}
+		return fi.Mode()&os.ModeSocket != 0, "not a socket yet"
+	})
+
+	nginxPort := freePort(t)
+	ngx := startNginx(t, nginxBin, dir, sock, nginxPort)
+	pageURL := "http://127.0.0.1:" + nginxPort + "/slow.php"
+	// The first answer through nginx proves the whole chain works (and that
+	// the php-fpm child is up) before the burst.
+	waitFor(t, deadline, "nginx to serve "+pageURL+" through php-fpm", []*proc{fpm, ngx}, func() (bool, string) {
+		code, err := fetch(&http.Client{Timeout: 2 * time.Second}, pageURL)
+		if err != nil {
+			return false, err.Error()
+		}
+		return code == http.StatusOK, fmt.Sprintf("status %d", code)
+	})
+
+	exp := startExporter(t, exporterBin, dir)
+	scraper := &http.Client{Timeout: 2 * time.Second}
+	metricsURL := exp.url + "/metrics"
+	var before fpmSeries
+	waitFor(t, deadline, "the exporter to report "+sock+" with its owner", []*proc{fpm, ngx, exp.proc}, func() (bool, string) {
+		s, err := scrapeFPM(scraper, metricsURL, sock)
+		if err != nil {
+			return false, err.Error()
+		}
+		before = s
+		return s.found && s.process != "", fmt.Sprintf("%+v", s)
+	})
+	if !strings.HasPrefix(before.process, "php-fpm") {
+		t.Errorf("process label of %s = %q, want php-fpm's master (php-fpmX.Y)", sock, before.process)
+	}
+	if before.limit != fpmBacklog {
+		t.Errorf("listenq_queue_limit of %s = %v before the burst, want listen.backlog %d", sock, before.limit, fpmBacklog)
+	}
+	if before.peak > fpmBacklog {
+		t.Fatalf("peak length %v before the burst; the queue must not have been full yet", before.peak)
+	}
+
+	// The burst, scraped every 50 ms while it lasts.
+	stopScraping := make(chan struct{})
+	scrapes := make(chan []fpmSeries, 1)
+	go func() {
+		var seen []fpmSeries
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			s, err := scrapeFPM(scraper, metricsURL, sock)
+			if err != nil {
+				s.err = err
+			}
+			seen = append(seen, s)
+			select {
+			case <-stopScraping:
+				scrapes <- seen
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	client := &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
+	}
+	codes := make([]int, burstSize)
+	errs := make([]error, burstSize)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range burstSize {
+		wg.Go(func() {
+			<-start
+			codes[i], errs[i] = fetch(client, pageURL)
+		})
+	}
+	burstStart := time.Now()
+	close(start)
+	wg.Wait()
+	burstTook := time.Since(burstStart)
+	close(stopScraping)
+	seen := <-scrapes
+
+	after, err := scrapeFPM(scraper, metricsURL, sock)
+	if err != nil {
+		t.Fatalf("scrape after the burst: %v", err)
+	}
+
+	// What the clients saw.
+	count := map[int]int{}
+	for i, c := range codes {
+		if errs[i] != nil {
+			t.Errorf("request %d: %v", i, errs[i])
+			continue
+		}
+		count[c]++
+	}
+	t.Logf("burst of %d requests took %v: %d answered 200, %d answered 502, others %v",
+		burstSize, burstTook.Round(time.Millisecond), count[http.StatusOK], count[http.StatusBadGateway], otherCodes(count))
+	if count[http.StatusBadGateway] == 0 {
+		t.Errorf("no 502 among %d concurrent requests; php-fpm's queue never overflowed", burstSize)
+	}
+	if count[http.StatusOK] == 0 {
+		t.Errorf("no request succeeded; php-fpm did not serve the ones its queue admitted")
+	}
+	if other := otherCodes(count); len(other) > 0 {
+		t.Errorf("unexpected status codes (code: requests): %v", other)
+	}
+
+	// What nginx logged: the EAGAIN of a non-blocking connect to a unix
+	// listener whose queue is full.
+	errLog, err := os.ReadFile(filepath.Join(dir, "nginx-error.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eagain := 0
+	for line := range strings.Lines(string(errLog)) {
+		if strings.Contains(line, "connect() to unix:"+sock+" failed (11: Resource temporarily unavailable)") {
+			eagain++
+		}
+	}
+	t.Logf("nginx logged %d connect() failures with EAGAIN", eagain)
+	if eagain == 0 {
+		t.Errorf("nginx's error log has no \"connect() to unix:%s failed (11: Resource temporarily unavailable)\":\n%s", sock, errLog)
+	}
+
+	// What the exporter saw while it happened.
+	var lengths []string
+	maxLen := -1.0
+	for i, s := range seen {
+		switch {
+		case s.err != nil:
+			t.Errorf("scrape %d during the burst: %v", i, s.err)
+			continue
+		case !s.found:
+			t.Errorf("scrape %d during the burst has no series for %s", i, sock)
+			continue
+		}
+		lengths = append(lengths, strconv.FormatFloat(s.length, 'f', -1, 64))
+		maxLen = max(maxLen, s.length)
+		if s.limit != fpmBacklog {
+			t.Errorf("scrape %d: listenq_queue_limit = %v, want %d", i, s.limit, fpmBacklog)
+		}
+		if s.process != before.process {
+			t.Errorf("scrape %d: process label %q changed from %q", i, s.process, before.process)
+		}
+	}
+	t.Logf("listenq_queue_length of %s in %d scrapes during the burst: %s", sock, len(seen), strings.Join(lengths, " "))
+	if maxLen < fpmBacklog+1 {
+		t.Errorf("highest listenq_queue_length scraped during the burst = %v, want %d (listen.backlog %d, full queue holds one more)",
+			maxLen, fpmBacklog+1, fpmBacklog)
+	}
+	t.Logf("after the burst: length %v, limit %v, peak %v, full for %.3fs, process %q", after.length, after.limit, after.peak, after.fullSeconds, after.process)
+	if after.peak != fpmBacklog+1 {
+		t.Errorf("listenq_queue_peak_length after the burst = %v, want %d", after.peak, fpmBacklog+1)
+	}
+	if after.fullSeconds <= 0 {
+		t.Errorf("listenq_queue_full_seconds_total after the burst = %v, want > 0", after.fullSeconds)
+	}
+}
+
+// lookupServer finds a Debian server binary by a glob over PATH (Debian
+// names php-fpm after its PHP version, php-fpm8.2) and the sbin
+// directories, which a non-login root shell may lack.
+func lookupServer(t *testing.T, name, glob string) string {
+	t.Helper()
+	dirs := filepath.SplitList(os.Getenv("PATH"))
+	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+		if !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		matches, _ := filepath.Glob(filepath.Join(d, glob))
+		slices.Sort(matches)
+		for _, m := range slices.Backward(matches) { // highest version first
+			if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+				return m
+			}
+		}
+	}
+	msg := name + " is not installed (Debian package " + name + ")"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; the test command installs it, so under CI=true this is a failure")
+	}
+	t.Skip(msg + "; run the test command (make test) as root to install it")
+	return ""
+}
+
+// buildExporter builds the exporter from the module root into a temporary
+// directory.
+func buildExporter(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not found two levels above the test: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "listenq_exporter")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/listenq_exporter")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build exporter: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// shortTempDir is t.TempDir, unless that is too long to hold a unix socket
+// path (108 bytes with the NUL); then a shorter directory removed at the
+// end of the test.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if len(filepath.Join(dir, "fpm.sock")) < 100 {
+		return dir
+	}
+	dir, err := os.MkdirTemp("/tmp", "lq-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func startPHPFPM(t *testing.T, bin, dir, sock string) *proc {
+	t.Helper()
+	www := filepath.Join(dir, "www")
+	if err := os.Mkdir(www, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf("<?php\nusleep(%d);\necho \"ok\\n\";\n", scriptDelay.Microseconds())
+	writeFile(t, filepath.Join(www, "slow.php"), script)
+	// Everything runs as root in the test, so the pool does too; php-fpm
+	// allows that only with -R (--allow-to-run-as-root).
+	conf := fmt.Sprintf(`[global]
+pid = %[1]s/php-fpm.pid
+error_log = %[1]s/php-fpm.log
+daemonize = no
+
+[www]
+user = root
+group = root
+listen = %[2]s
+listen.backlog = %[3]d
+pm = static
+pm.max_children = 1
+request_terminate_timeout = 20s
+catch_workers_output = yes
+`, dir, sock, fpmBacklog)
+	confPath := filepath.Join(dir, "php-fpm.conf")
+	writeFile(t, confPath, conf)
+	return startProc(t, dir, "php-fpm", bin, "-F", "-R", "-y", confPath)
+}
+
+func startNginx(t *testing.T, bin, dir, sock, port string) *proc {
+	t.Helper()
+	// master_process off: one process, still root, so it can read the
+	// test's private directory and connect to php-fpm's root-owned socket.
+	conf := fmt.Sprintf(`daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log error;
+events {
+    worker_connections 512;
+}
+http {
+    access_log %[1]s/nginx-access.log;
+    client_body_temp_path %[1]s/client_body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    server {
+        listen 127.0.0.1:%[3]s;
+        root %[1]s/www;
+        location ~ \.php$ {
+            fastcgi_pass unix:%[2]s;
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param DOCUMENT_ROOT $document_root;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param REQUEST_URI $request_uri;
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+            fastcgi_param REMOTE_ADDR $remote_addr;
+            fastcgi_param REMOTE_PORT $remote_port;
+            fastcgi_param SERVER_ADDR $server_addr;
+            fastcgi_param SERVER_PORT $server_port;
+            fastcgi_param SERVER_NAME $server_name;
+            fastcgi_param REDIRECT_STATUS 200;
+        }
+    }
+}
+`, dir, sock, port)
+	confPath := filepath.Join(dir, "nginx.conf")
+	writeFile(t, confPath, conf)
+	// -e: the error log before the configuration is read, so nginx never
+	// touches the system's log directory.
+	return startProc(t, dir, "nginx", bin, "-p", dir, "-e", filepath.Join(dir, "nginx-error.log"), "-c", confPath)
+}
+
+type exporter struct {
+	*proc
+	url string
+}
+
+func startExporter(t *testing.T, bin, dir string) exporter {
+	t.Helper()
+	addr := "127.0.0.1:" + freePort(t)
+	p := startProc(t, dir, "exporter", bin,
+		"--web.listen-address="+addr,
+		"--sampler.interval=50ms",
+		"--owner.min-scan-interval=0s")
+	return exporter{proc: p, url: "http://" + addr}
+}
+
+// proc is a server started by the test, in its own process group, stopped
+// (group and all) when the test ends.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done
+}
+
+func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".out")
+	out, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = out, out
+	// Not started by systemd, whatever the environment says.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "NOTIFY_SOCKET=") })
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		out.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		pgid := cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			t.Logf("%s did not stop within 5s of SIGTERM; killing its process group", name)
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-p.done
+		}
+		// Children that outlived their leader (php-fpm's worker) go too.
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		if t.Failed() {
+			p.dumpLog(t)
+		}
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) dumpLog(t *testing.T) {
+	t.Helper()
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	t.Logf("%s output:\n%s", p.name, b)
+}
+
+// waitFor polls cond every 50 ms until it holds, failing the test at
+// deadline or as soon as one of procs exits.
+func waitFor(t *testing.T, deadline time.Time, what string, procs []*proc, cond func() (bool, string)) {
+	t.Helper()
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		for _, p := range procs {
+			if p.exited() {
+				p.dumpLog(t)
+				t.Fatalf("waiting for %s: %s exited: %v", what, p.name, p.err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s: %s", what, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// fpmSeries is what one scrape says of php-fpm's socket.
+type fpmSeries struct {
+	found       bool
+	length      float64
+	limit       float64
+	peak        float64
+	fullSeconds float64
+	process     string
+	err         error
+}
+
+// scrapeFPM scrapes the exporter and picks the series of the unix listener
+// sock.
+func scrapeFPM(c *http.Client, url, sock string) (fpmSeries, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return fpmSeries{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fpmSeries{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fpmSeries{}, fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return fpmSeries{}, fmt.Errorf("parse exposition: %w", err)
+	}
+	var s fpmSeries
+	var errs []string
+	pick := func(name string, dst *float64) {
+		var hits []*dto.Metric
+		for _, m := range mfs[name].GetMetric() {
+			l := labels(m)
+			if l["proto"] == "unix" && l["listener"] == sock && l["netns"] == "" {
+				hits = append(hits, m)
+			}
+		}
+		switch len(hits) {
+		case 0:
+			return
+		case 1:
+		default:
+			errs = append(errs, fmt.Sprintf("%d series of %s for %s", len(hits), name, sock))
+			return
+		}
+		m := hits[0]
+		if name == "listenq_queue_length" {
+			s.found = true
+			s.process = labels(m)["process"]
+		}
+		switch {
+		case m.GetGauge() != nil:
+			*dst = m.GetGauge().GetValue()
+		case m.GetCounter() != nil:
+			*dst = m.GetCounter().GetValue()
+		default:
+			errs = append(errs, fmt.Sprintf("%s is neither gauge nor counter", name))
+		}
+	}
+	pick("listenq_queue_length", &s.length)
+	pick("listenq_queue_limit", &s.limit)
+	pick("listenq_queue_peak_length", &s.peak)
+	pick("listenq_queue_full_seconds_total", &s.fullSeconds)
+	if len(errs) > 0 {
+		return s, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return s, nil
+}
+
+func labels(m *dto.Metric) map[string]string {
+	l := map[string]string{}
+	for _, lp := range m.GetLabel() {
+		l[lp.GetName()] = lp.GetValue()
+	}
+	return l
+}
+
+// fetch GETs url and returns the status code, reading the whole body.
+func fetch(c *http.Client, url string) (int, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return resp.StatusCode, err
+	}
+	return resp.StatusCode, nil
+}
+
+func otherCodes(count map[int]int) map[int]int {
+	out := map[int]int{}
+	for c, n := range count {
+		if c != http.StatusOK && c != http.StatusBadGateway {
+			out[c] = n
+		}
+	}
+	return out
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
