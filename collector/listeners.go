@@ -3,6 +3,7 @@ package collector
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/listenq/listenq_exporter/internal/owner"
 )
@@ -150,27 +153,99 @@ type ListenerExporter struct {
 	owners  *owner.Resolver
 
 	mu sync.Mutex
-	// perSource holds a Resolver per protocol and namespace, made from
-	// owners, so their scan rate limits are independent.
-	perSource map[string]*owner.Resolver
+	// sources holds the state of each protocol and namespace.
+	sources map[string]*sourceState
+}
+
+// sourceState is what the ListenerExporter keeps per protocol and
+// namespace: an owner Resolver with its own scan rate limit, and the label
+// pairs of every listener exported last time. A listener's labels never
+// change, so building them once (not on every scrape, for every metric)
+// takes most of the work out of exporting thousands of listeners.
+type sourceState struct {
+	owners *owner.Resolver
+
+	mu     sync.Mutex
+	labels map[uint64][]*dto.LabelPair
 }
 
 // NewListenerExporter returns a ListenerExporter that names owners with
 // resolvers like owners.
 func NewListenerExporter(f ListenerFilters, owners *owner.Resolver) *ListenerExporter {
-	return &ListenerExporter{filters: f, owners: owners, perSource: map[string]*owner.Resolver{}}
+	return &ListenerExporter{filters: f, owners: owners, sources: map[string]*sourceState{}}
 }
 
-func (x *ListenerExporter) resolver(netnsID, proto string) *owner.Resolver {
+func (x *ListenerExporter) source(netnsID, proto string) *sourceState {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	key := netnsID + "\x00" + proto
-	r, ok := x.perSource[key]
+	st, ok := x.sources[key]
 	if !ok {
-		r = x.owners.Sibling()
-		x.perSource[key] = r
+		st = &sourceState{owners: x.owners.Sibling(), labels: map[uint64][]*dto.LabelPair{}}
+		x.sources[key] = st
 	}
-	return r
+	return st
+}
+
+// labelPairs returns each listener's label pairs, from the cache where the
+// listener was exported before, and forgets listeners that are gone.
+func (st *sourceState) labelPairs(netnsID string, out []exported) [][]*dto.LabelPair {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	pairs := make([][]*dto.LabelPair, len(out))
+	live := make(map[uint64][]*dto.LabelPair, len(out))
+	for i, l := range out {
+		lp, ok := st.labels[l.Inode]
+		if !ok || !sameLabels(lp, netnsID, l) {
+			lp = makeLabelPairs(netnsID, l)
+		}
+		pairs[i], live[l.Inode] = lp, lp
+	}
+	st.labels = live
+	return pairs
+}
+
+// makeLabelPairs builds the labels of listenerLabels, sorted by name as the
+// exposition format wants them.
+func makeLabelPairs(netnsID string, l exported) []*dto.LabelPair {
+	values := map[string]string{
+		"inode": strconv.FormatUint(l.Inode, 10), "listener": l.Address, "netns": netnsID,
+		"port": l.Port, "process": l.process, "proto": l.Proto,
+	}
+	names := slices.Sorted(maps.Keys(values))
+	lp := make([]*dto.LabelPair, len(names))
+	for i, n := range names {
+		lp[i] = &dto.LabelPair{Name: proto.String(n), Value: proto.String(values[n])}
+	}
+	return lp
+}
+
+// sameLabels guards the cache against an inode reused by a new socket.
+func sameLabels(lp []*dto.LabelPair, netnsID string, l exported) bool {
+	// Sorted order: inode, listener, netns, port, process, proto.
+	return lp[1].GetValue() == l.Address && lp[2].GetValue() == netnsID &&
+		lp[3].GetValue() == l.Port && lp[4].GetValue() == l.process && lp[5].GetValue() == l.Proto
+}
+
+// listenerMetric is one sample of a listener, sharing its cached labels.
+type listenerMetric struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	kind   prometheus.ValueType
+	value  float64
+}
+
+func (m listenerMetric) Desc() *prometheus.Desc { return m.desc }
+
+func (m listenerMetric) Write(out *dto.Metric) error {
+	out.Label = m.labels
+	v := m.value
+	if m.kind == prometheus.CounterValue {
+		out.Counter = &dto.Counter{Value: &v}
+	} else {
+		out.Gauge = &dto.Gauge{Value: &v}
+	}
+	return nil
 }
 
 // exported is a listener that passed every filter, with its owner.
@@ -220,25 +295,29 @@ func (x *ListenerExporter) Select(owners *owner.Resolver, ls []Listener) ([]expo
 }
 
 // Export sends the metrics of the listeners of one protocol in one namespace.
-func (x *ListenerExporter) Export(ch chan<- prometheus.Metric, netnsID, proto string, ls []Listener) {
-	out, omitted := x.Select(x.resolver(netnsID, proto), ls)
-	for _, l := range out {
-		labels := []string{netnsID, l.Proto, l.Address, l.Port, l.process, strconv.FormatUint(l.Inode, 10)}
-		ch <- prometheus.MustNewConstMetric(queueLengthDesc, prometheus.GaugeValue, float64(l.Length), labels...)
-		ch <- prometheus.MustNewConstMetric(queueLimitDesc, prometheus.GaugeValue, float64(l.Limit), labels...)
+func (x *ListenerExporter) Export(ch chan<- prometheus.Metric, netnsID, protoName string, ls []Listener) {
+	st := x.source(netnsID, protoName)
+	out, omitted := x.Select(st.owners, ls)
+	pairs := st.labelPairs(netnsID, out)
+	for i, l := range out {
+		send := func(d *prometheus.Desc, kind prometheus.ValueType, v float64) {
+			ch <- listenerMetric{desc: d, labels: pairs[i], kind: kind, value: v}
+		}
+		send(queueLengthDesc, prometheus.GaugeValue, float64(l.Length))
+		send(queueLimitDesc, prometheus.GaugeValue, float64(l.Limit))
 		if l.HasDrops {
-			ch <- prometheus.MustNewConstMetric(dropsDesc, prometheus.CounterValue, float64(l.Drops), labels...)
+			send(dropsDesc, prometheus.CounterValue, float64(l.Drops))
 		}
 		if l.HasStats {
-			ch <- prometheus.MustNewConstMetric(peakDesc, prometheus.GaugeValue, float64(l.Peak), labels...)
-			ch <- prometheus.MustNewConstMetric(fullSecondsDesc, prometheus.CounterValue, l.FullSeconds, labels...)
+			send(peakDesc, prometheus.GaugeValue, float64(l.Peak))
+			send(fullSecondsDesc, prometheus.CounterValue, l.FullSeconds)
 		}
 		if l.HasSynQueue {
-			ch <- prometheus.MustNewConstMetric(synQueueDesc, prometheus.GaugeValue, float64(l.SynQueue), labels...)
+			send(synQueueDesc, prometheus.GaugeValue, float64(l.SynQueue))
 		}
 	}
 	for reason, n := range omitted {
-		ch <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), netnsID, proto, reason)
+		ch <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), netnsID, protoName, reason)
 	}
 }
 
