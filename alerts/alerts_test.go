@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v2"
+
+	"github.com/listenq/listenq_exporter/internal/testbin"
 )
 
 const (
@@ -22,20 +24,6 @@ const (
 	runbookFile = "../docs/runbook.md"
 	runbookURL  = "https://github.com/listenq/listenq_exporter/blob/main/docs/runbook.md#"
 )
-
-// promtool returns the path of promtool, or skips the test when it is not
-// installed, unless CI=true, where a missing promtool is a failure.
-func promtool(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is not installed; CI must install it (Debian: apt-get install prometheus)")
-		}
-		t.Skip("promtool is not installed (Debian: apt-get install prometheus); skipping. With CI=true this fails.")
-	}
-	return path
-}
 
 func testFiles(t *testing.T) []string {
 	t.Helper()
@@ -50,14 +38,14 @@ func testFiles(t *testing.T) []string {
 }
 
 func TestPromtoolCheckRules(t *testing.T) {
-	out, err := exec.Command(promtool(t), "check", "rules", rulesFile).CombinedOutput()
+	out, err := exec.Command(testbin.RequireTool(t, "promtool", "prometheus"), "check", "rules", rulesFile).CombinedOutput()
 	if err != nil {
 		t.Errorf("promtool check rules %s: %v\n%s", rulesFile, err, out)
 	}
 }
 
 func TestPromtoolTestRules(t *testing.T) {
-	tool := promtool(t)
+	tool := testbin.RequireTool(t, "promtool", "prometheus")
 	args := append([]string{"test", "rules"}, testFiles(t)...)
 	out, err := exec.Command(tool, args...).CombinedOutput()
 	if err != nil {

@@ -14,10 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/procfs"
 
-	"github.com/listenq/listenq_exporter/internal/netns"
-	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
@@ -86,56 +83,16 @@ var fakeListeners = map[uint8][]sockdiag.InetSocket{
 func fakeDial(t *testing.T) func() (*sockdiag.Conn, error) {
 	return func() (*sockdiag.Conn, error) {
 		c := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
-			family := reqs[0].Data[0]
-			hdr := netlink.Header{Type: 20, Sequence: reqs[0].Header.Sequence, PID: nltest.PID}
-			var msgs []netlink.Message
-			for _, s := range fakeListeners[family] {
-				b, err := s.MarshalBinary()
-				if err != nil {
-					t.Fatal(err)
-				}
-				msgs = append(msgs, netlink.Message{Header: hdr, Data: b})
-			}
-			msgs = append(msgs, netlink.Message{Header: hdr})
-			return nltest.Multipart(msgs)
+			return inetDumpReply(t, reqs[0], fakeListeners[reqs[0].Data[0]])
 		})
 		return sockdiag.NewConn(c), nil
 	}
 }
 
-func newFakeRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, error)) *prometheus.Registry {
-	t.Helper()
-	fs, err := procfs.NewFS(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := fs.Self()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &netns.Handle{Proc: self, SysctlDir: filepath.Join(root, "sys"), Dial: dial}
-	sel := Selection{}
-	for _, name := range []string{"netstat", "sysctl", "tcp"} {
-		on := true
-		sel[name] = &on
-	}
-	e, err := New(sel, Deps{
-		Logger:     discardLogger(),
-		Namespaces: []*netns.Handle{ns},
-		Listeners:  NewListenerExporter(ListenerFilters{MaxListeners: 100}, owner.NewResolver(root, 0)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(e)
-	return reg
-}
-
 // TestGoldenExposition pins the exposition format: names, Help, types and
 // labels are the contract dashboards and alerts depend on.
 func TestGoldenExposition(t *testing.T) {
-	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeDial(t))
+	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeDial(t), nil, inetCollectors...)
 	golden := filepath.Join("testdata", "exposition.prom")
 	if *update {
 		writeExposition(t, reg, golden)
@@ -192,7 +149,7 @@ func TestFailingSourceFailsOnlyItsCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	failDial := func() (*sockdiag.Conn, error) { return nil, errors.New("operation not permitted") }
-	got := gather(t, newFakeRegistry(t, root, failDial))
+	got := gather(t, newFakeRegistry(t, root, failDial, nil, inetCollectors...))
 	for collector, want := range map[string]float64{"netstat": 0, "tcp": 0, "sysctl": 1} {
 		if v := one(t, got, "listenq_scrape_collector_success", map[string]string{"collector": collector}).value; v != want {
 			t.Errorf("success of %s = %v, want %v", collector, v, want)
@@ -208,7 +165,7 @@ func TestUnparsableSysctlIsAnErrorButOthersStay(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "sys/net/core/somaxconn"), []byte("lots\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got := gather(t, newFakeRegistry(t, root, fakeDial(t)))
+	got := gather(t, newFakeRegistry(t, root, fakeDial(t), nil, inetCollectors...))
 	if v := one(t, got, "listenq_scrape_collector_success", map[string]string{"collector": "sysctl"}).value; v != 0 {
 		t.Errorf("sysctl success = %v, want 0", v)
 	}

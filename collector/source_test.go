@@ -241,7 +241,7 @@ func TestSourceWithStats(t *testing.T) {
 func TestSamplerRoundThroughUnixCollector(t *testing.T) {
 	var dumps unixDumps
 	s := NewSampler(100*time.Millisecond, time.Minute, discardLogger())
-	reg := newFakeUnixRegistry(t, fixture(t, fixtureNetstat), fakeUnixDial(t, fakeUnixListeners, &dumps), s)
+	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeUnixDial(t, fakeUnixListeners, &dumps), s, "unix")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	s.Run(ctx) // exactly one round with a cancelled context

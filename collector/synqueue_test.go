@@ -250,17 +250,7 @@ func TestSynCounterRefresh(t *testing.T) {
 			if req[2] != 0 {
 				t.Errorf("request extensions = %#x, want none (meminfo is not needed to count)", req[2])
 			}
-			hdr := netlink.Header{Type: 20, Sequence: reqs[0].Header.Sequence, PID: nltest.PID}
-			var msgs []netlink.Message
-			for _, s := range pending[req[0]] {
-				b, err := s.MarshalBinary()
-				if err != nil {
-					t.Fatal(err)
-				}
-				msgs = append(msgs, netlink.Message{Header: hdr, Data: b})
-			}
-			msgs = append(msgs, netlink.Message{Header: hdr})
-			return nltest.Multipart(msgs)
+			return inetDumpReply(t, reqs[0], pending[req[0]])
 		})
 		return sockdiag.NewConn(c), nil
 	}

@@ -3,7 +3,6 @@ package collector
 import (
 	"encoding/binary"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -12,11 +11,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/procfs"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
-	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
@@ -225,34 +221,6 @@ func TestReadUnixListenersErrors(t *testing.T) {
 	}
 }
 
-// newFakeUnixRegistry is newFakeRegistry with only the unix collector, and
-// the sampler s (nil: off).
-func newFakeUnixRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, error), s *Sampler) *prometheus.Registry {
-	t.Helper()
-	fs, err := procfs.NewFS(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := fs.Self()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &netns.Handle{Proc: self, SysctlDir: filepath.Join(root, "sys"), Dial: dial}
-	on := true
-	e, err := New(Selection{"unix": &on}, Deps{
-		Logger:     discardLogger(),
-		Namespaces: []*netns.Handle{ns},
-		Listeners:  NewListenerExporter(ListenerFilters{MaxListeners: 100}, owner.NewResolver(root, 0)),
-		Sampler:    s,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(e)
-	return reg
-}
-
 // fakeUnixListeners: fpm.sock is held by nginx (pid 4242 holds socket 1001
 // in the fixture) and is reported twice (dumps are not atomic); an abstract
 // seqpacket listener owned by nobody is full; a dgram socket and an unnamed
@@ -266,7 +234,7 @@ var fakeUnixListeners = []sockdiag.UnixSocket{
 }
 
 func TestUnixCollectorFakeKernel(t *testing.T) {
-	reg := newFakeUnixRegistry(t, fixture(t, fixtureNetstat), fakeUnixDial(t, fakeUnixListeners, nil), nil)
+	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeUnixDial(t, fakeUnixListeners, nil), nil, "unix")
 	got := gather(t, reg)
 
 	if v := one(t, got, "listenq_scrape_collector_success", map[string]string{"collector": "unix"}).value; v != 1 {
@@ -308,7 +276,7 @@ func TestUnixCollectorFakeKernel(t *testing.T) {
 func TestUnixCollectorFakeKernelFailure(t *testing.T) {
 	noQueue := unixSock(sockdiag.SockStream, 1001, "/run/php/fpm.sock", 0, 0)
 	noQueue.HasQueue = false
-	reg := newFakeUnixRegistry(t, fixture(t, fixtureNetstat), fakeUnixDial(t, []sockdiag.UnixSocket{noQueue}, nil), nil)
+	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeUnixDial(t, []sockdiag.UnixSocket{noQueue}, nil), nil, "unix")
 	got := gather(t, reg)
 	if v := one(t, got, "listenq_scrape_collector_success", map[string]string{"collector": "unix"}).value; v != 0 {
 		t.Errorf("unix collector success = %v, want 0", v)

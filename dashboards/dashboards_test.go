@@ -1,13 +1,10 @@
 package dashboards
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,23 +13,25 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v2"
+
+	"github.com/listenq/listenq_exporter/internal/testbin"
 )
 
 const (
 	dashboardFile = "listenq.json"
 	rulesFile     = "../alerts/listenq.rules.yml"
-	exporterPkg   = "github.com/listenq/listenq_exporter/cmd/listenq_exporter"
 	// datasourceRef is how every panel and query must name its data source,
 	// so the dashboard imports as is into any Grafana.
 	datasourceRef = "${datasource}"
 )
+
+func TestMain(m *testing.M) { os.Exit(testbin.Wrap(m).Run()) }
 
 // prometheusMetrics are series Prometheus itself writes for every target;
 // the dashboard and rules may use them although no exporter serves them.
@@ -313,27 +312,13 @@ func checkDatasource(t *testing.T, where string, raw json.RawMessage, required b
 
 // --- promtool ----------------------------------------------------------------
 
-// promtool returns the path of promtool, or skips the test when it is not
-// installed, unless CI=true, where a missing promtool is a failure.
-func promtool(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is not installed; CI must install it (Debian: apt-get install prometheus)")
-		}
-		t.Skip("promtool is not installed (Debian: apt-get install prometheus); skipping. With CI=true this fails.")
-	}
-	return path
-}
-
 func TestDashboardQueriesAreValidPromQL(t *testing.T) {
 	d := loadDashboard(t)
 	qs := dashboardQueries(t, d)
 	if len(qs) == 0 {
 		t.Fatal("dashboard has no queries")
 	}
-	tool := promtool(t)
+	tool := testbin.RequireTool(t, "promtool", "prometheus")
 
 	type rule struct {
 		Record string `json:"record"`
@@ -658,114 +643,34 @@ func rulesQueries(t *testing.T) ([]query, map[string]bool) {
 // sets.
 type scrape map[string][]map[string]string
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-func buildExporter(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "listenq_exporter")
-	cmd := exec.Command("go", "build", "-o", bin, exporterPkg)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", exporterPkg, err, out)
-	}
-	return bin
-}
-
-// syncBuffer collects a child's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // exporter is a running exporter process.
 type exporter struct {
-	cmd    *exec.Cmd
-	logs   *syncBuffer
-	exited chan struct{}
-	err    error // exit status, valid once exited is closed
-	url    string
+	proc *testbin.Proc
+	url  string
 }
 
 // startExporter starts bin and waits until /metrics answers. It returns nil
 // and the exporter's output when the process exits before answering. The
-// process is killed when the test ends.
+// process is stopped when the test ends.
 func startExporter(t *testing.T, bin string, args ...string) (*exporter, string) {
 	t.Helper()
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + testbin.FreePort(t)
 	args = append([]string{"--web.listen-address=" + addr, "--owner.min-scan-interval=0s"}, args...)
-	e := &exporter{cmd: exec.Command(bin, args...), logs: &syncBuffer{}, exited: make(chan struct{}), url: "http://" + addr + "/metrics"}
-	e.cmd.Stdout, e.cmd.Stderr = e.logs, e.logs
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
+	e := &exporter{proc: testbin.Start(t, bin, args...), url: "http://" + addr + "/metrics"}
+	if !e.proc.WaitHTTP(t, e.url, 20*time.Second) {
+		return nil, fmt.Sprintf("exited (%v) before serving /metrics:\n%s", e.proc.Err(), e.proc.Output())
 	}
-	go func() {
-		e.err = e.cmd.Wait()
-		close(e.exited)
-	}()
-	t.Cleanup(func() {
-		_ = e.cmd.Process.Kill()
-		<-e.exited
-		if t.Failed() {
-			t.Logf("exporter %v output:\n%s", args, e.logs.String())
-		}
-	})
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-e.exited:
-			return nil, fmt.Sprintf("exited (%v) before serving /metrics:\n%s", e.err, e.logs.String())
-		default:
-		}
-		resp, err := client.Get(e.url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return e, ""
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exporter %v did not serve /metrics within 20s (last error %v):\n%s", args, err, e.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return e, ""
 }
 
 // scrapeOnce reads the exporter's metrics into s.
 func (e *exporter) scrapeOnce(s scrape) error {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(e.url)
+	body, err := testbin.Get(nil, e.url)
 	if err != nil {
 		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", e.url, resp.Status, body)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("parse scrape: %w", err)
 	}
@@ -888,7 +793,7 @@ func TestMetricsExist(t *testing.T) {
 	}
 	defer ul.Close()
 
-	bin := buildExporter(t)
+	bin := testbin.Exporter(t)
 	const synQueueFlag = "--collector.tcp.syn-queue"
 	e, failure := startExporter(t, bin, synQueueFlag)
 	if e == nil {

@@ -10,14 +10,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,36 +23,16 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
 
+	"github.com/listenq/listenq_exporter/internal/testbin"
 	"github.com/listenq/listenq_exporter/internal/testns"
 )
 
-// binary is the exporter built once for all tests of the whole program.
-var binary string
-
 func TestMain(m *testing.M) {
-	os.Exit(testns.Main(wrapBuild{m}))
-}
-
-// wrapBuild builds the binary before the tests run (inside the namespace
-// when there is one).
-type wrapBuild struct{ m *testing.M }
-
-func (w wrapBuild) Run() int {
-	dir, err := os.MkdirTemp("", "listenq-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "listenq_exporter")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build exporter: %v\n%s", err, out)
-		return 1
-	}
-	return w.m.Run()
+	os.Exit(testns.Main(testbin.Wrap(m)))
 }
 
 func TestBadInputFailsAtStartup(t *testing.T) {
+	binary := testbin.Exporter(t)
 	badConfig := filepath.Join(t.TempDir(), "web.yml")
 	if err := os.WriteFile(badConfig, []byte("tls_server_config: [not, a, map\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -72,7 +50,7 @@ func TestBadInputFailsAtStartup(t *testing.T) {
 		{"missing web config", []string{"--web.config.file=" + badConfig + ".missing"}, "--web.config.file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"--web.listen-address=127.0.0.1:" + freePort(t)}, tc.args...)
+			args := append([]string{"--web.listen-address=127.0.0.1:" + testbin.FreePort(t)}, tc.args...)
 			cmd := exec.Command(binary, args...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -99,7 +77,7 @@ func TestBadInputFailsAtStartup(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	out, err := exec.Command(binary, "--version").CombinedOutput()
+	out, err := exec.Command(testbin.Exporter(t), "--version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "listenq_exporter, version") {
 		t.Errorf("--version: %v: %q", err, out)
 	}
@@ -122,7 +100,7 @@ func TestScrapeOverHTTP(t *testing.T) {
 			t.Errorf("scrape lacks %s", name)
 		}
 	}
-	promtoolCheckMetrics(t, body)
+	t.Run("promtool check metrics", func(t *testing.T) { promtoolCheckMetrics(t, body) })
 
 	landing := get(t, http.DefaultClient, base+"/", http.StatusOK)
 	if !strings.Contains(landing, `href="/metrics"`) {
@@ -152,18 +130,12 @@ func TestFirstScrapeNamesAllOwners(t *testing.T) {
 }
 
 // promtoolCheckMetrics lints the exposition the way Prometheus maintainers
-// do; promtool comes from Debian's prometheus package.
+// do; promtool comes from Debian's prometheus package. It runs as a subtest
+// of its own, so that without promtool (and without CI=true) only the lint
+// is skipped.
 func promtoolCheckMetrics(t *testing.T, body string) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not installed; the test command installs it (apt-get install prometheus)")
-		}
-		t.Log("promtool not installed; skipping the exposition lint")
-		return
-	}
-	cmd := exec.Command(path, "check", "metrics")
+	cmd := exec.Command(testbin.RequireTool(t, "promtool", "prometheus"), "check", "metrics")
 	cmd.Stdin = strings.NewReader(body)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
@@ -196,65 +168,37 @@ func TestTLSAndBasicAuth(t *testing.T) {
 }
 
 // startExporter runs the binary on a free loopback port until the test ends
-// and returns its base URL once it answers.
+// and returns its base URL once it accepts connections.
 func startExporter(t *testing.T, args ...string) string {
 	t.Helper()
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + testbin.FreePort(t)
 	flags := []string{"--web.listen-address=" + addr}
 	if !strings.Contains(strings.Join(args, " "), "--owner.min-scan-interval") {
 		flags = append(flags, "--owner.min-scan-interval=0s")
 	}
-	cmd := exec.Command(binary, append(flags, args...)...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("exporter log:\n%s", logs.String())
+	p := testbin.Start(t, testbin.Exporter(t), append(flags, args...)...)
+	testbin.WaitFor(t, 10*time.Second, "the exporter to listen on "+addr, []*testbin.Proc{p}, func() (bool, string) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false, err.Error()
 		}
+		c.Close()
+		return true, ""
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exporter did not listen on %s within 10s:\n%s", addr, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return "http://" + addr
 }
 
+// get fetches url and fails the test unless the answer has wantStatus.
 func get(t *testing.T, c *http.Client, url string, wantStatus int) string {
 	t.Helper()
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	status, body, err := testbin.Fetch(c, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != wantStatus {
-		t.Fatalf("GET %s: status %d, want %d", url, resp.StatusCode, wantStatus)
+	if status != wantStatus {
+		t.Fatalf("GET %s: status %d, want %d", url, status, wantStatus)
 	}
-	return string(b)
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return body
 }
 
 func testComm(t *testing.T) string {

@@ -2,12 +2,9 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -16,112 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/listenq/listenq_exporter/internal/testbin"
 )
-
-// --- processes -----------------------------------------------------------
-
-// proc is a child process whose output is kept for the failure report.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan struct{}
-}
-
-// startProc starts bin and stops it when the test ends: SIGTERM, then
-// SIGKILL after 10 s.
-func startProc(t *testing.T, name, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p.watch(t)
-	return p
-}
-
-func (p *proc) watch(t *testing.T) {
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("%s output (last 8 KiB):\n%s", p.name, p.logs.tail(8<<10))
-		}
-	})
-}
-
-func (p *proc) stop() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > n {
-		s = "..." + s[len(s)-n:]
-	}
-	return s
-}
-
-// waitFor polls cond every 500 ms until it holds, and fails the test when
-// timeout passes or one of procs has exited.
-func waitFor(t *testing.T, timeout time.Duration, what string, procs []*proc, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		for _, p := range procs {
-			if p.exited() {
-				t.Fatalf("waiting for %s: %s exited: %v", what, p.name, p.cmd.ProcessState)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: not done after %v: %s", what, timeout, why)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
 
 // --- the listening server ------------------------------------------------
 
@@ -130,7 +28,7 @@ const envServer = "LISTENQ_E2E_SERVER"
 // server is a process named serverName that listens on TCP and on a unix
 // socket with small backlogs and accepts nothing until told to drain.
 type server struct {
-	proc  *proc
+	proc  *testbin.Proc
 	port  uint16
 	stdin io.WriteCloser
 	out   *bufio.Reader
@@ -148,29 +46,23 @@ func startServer(t *testing.T, dir, unixPath string) *server {
 	if err := os.Symlink(self, link); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{name: serverName, logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(link)
-	p.cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d|%s|%d", envServer, tcpBacklog, unixPath, unixBacklog))
-	p.cmd.Stderr = p.logs
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := p.cmd.StdinPipe()
+	cmd := exec.Command(link)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d|%s|%d", envServer, tcpBacklog, unixPath, unixBacklog))
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := p.cmd.StdoutPipe()
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", serverName, err)
-	}
-	p.watch(t)
+	p := testbin.StartCmd(t, cmd)
 	// Closing stdin tells the server to exit (cleanups run last-in
-	// first-out, so this comes before watch's signals).
+	// first-out, so this comes before StartCmd's signals).
 	t.Cleanup(func() {
 		stdin.Close()
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(5 * time.Second):
 		}
 	})
@@ -198,7 +90,7 @@ func (s *server) readLine(t *testing.T, what string) string {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			t.Fatalf("%s did not report %s: %v\n%s", serverName, what, r.err, s.proc.logs.tail(4<<10))
+			t.Fatalf("%s did not report %s: %v\n%s", serverName, what, r.err, s.proc.Output())
 		}
 		return r.line
 	case <-time.After(10 * time.Second):
@@ -423,57 +315,6 @@ func (l *load) stop() {
 
 // --- small helpers ---------------------------------------------------------
 
-func lookupPrometheus(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("prometheus")
-	if err != nil {
-		const msg = "the Prometheus server is not installed (Debian: apt-get install prometheus)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + "; the test command installs it, so under CI=true this is a failure")
-		}
-		t.Skip(msg + "; skipping. With CI=true this fails.")
-	}
-	return path
-}
-
-// buildExporter builds the exporter from the module root into a temporary
-// directory.
-func buildExporter(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root not found two levels above the test: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "listenq_exporter")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/listenq_exporter")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build exporter: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// shortTempDir is a temporary directory short enough to hold a unix socket
-// path (108 bytes with the NUL), removed at the end of the test.
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if len(dir) < 80 {
-		return dir
-	}
-	dir, err := os.MkdirTemp("", "lq-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -481,31 +322,4 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-// freePort returns a loopback TCP port nothing listens on right now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 var httpClient = &http.Client{Timeout: 5 * time.Second}
-
-func httpGet(url string) (string, error) {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(body), fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
-	}
-	return string(body), nil
-}

@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v2"
+
+	"github.com/listenq/listenq_exporter/internal/testbin"
 )
 
 // --- the Prometheus server -------------------------------------------------
 
 type prometheus struct {
-	proc *proc
+	proc *testbin.Proc
 	api  promAPI
 }
 
@@ -31,7 +33,7 @@ type prometheus struct {
 // waits until it is ready.
 func startPrometheus(t *testing.T, bin, dir, rulesPath, target string) *prometheus {
 	t.Helper()
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + testbin.FreePort(t)
 	config := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -45,7 +47,7 @@ scrape_configs:
 `, rulesPath, target)
 	configPath := filepath.Join(dir, "prometheus.yml")
 	writeFile(t, configPath, []byte(config))
-	p := startProc(t, "prometheus", bin,
+	p := testbin.Start(t, bin,
 		"--config.file="+configPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "prometheus-data"),
 		"--web.listen-address="+addr,
@@ -53,13 +55,9 @@ scrape_configs:
 		"--web.enable-lifecycle",
 	)
 	prom := &prometheus{proc: p, api: promAPI{base: "http://" + addr}}
-	waitFor(t, 30*time.Second, "Prometheus to be ready", []*proc{p}, func() (bool, string) {
-		_, err := httpGet(prom.api.base + "/-/ready")
-		if err != nil {
-			return false, err.Error()
-		}
-		return true, ""
-	})
+	if !p.WaitHTTP(t, prom.api.base+"/-/ready", 30*time.Second) {
+		t.Fatalf("Prometheus exited before it was ready: %v", p.Err())
+	}
 	return prom
 }
 
@@ -91,7 +89,7 @@ func (a promAPI) get(path string, params url.Values, data any) error {
 	if len(params) > 0 {
 		u += "?" + params.Encode()
 	}
-	body, err := httpGet(u)
+	body, err := testbin.Get(httpClient, u)
 	if err != nil {
 		return err
 	}
@@ -384,13 +382,13 @@ func asMap(t *testing.T, v any) yaml.MapSlice {
 // shorter windows; the alerting rules themselves are unchanged, and the
 // alert group is carried over by the reload with its firing alerts.
 // LISTENQ_E2E_SHIPPED_WINDOWS=1 skips this and waits out the 5m windows.
-func shortenWindows(t *testing.T, prom *prometheus, rulesPath string, shipped *ruleFile, procs []*proc, listener string) {
+func shortenWindows(t *testing.T, prom *prometheus, rulesPath string, shipped *ruleFile, procs []*testbin.Proc, listener string) {
 	t.Helper()
 	writeFile(t, rulesPath, testRules(t, shipped, true))
 	if err := prom.reload(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "Prometheus to load the rules with "+shortWindow+" windows", procs, func() (bool, string) {
+	testbin.WaitFor(t, 10*time.Second, "Prometheus to load the rules with "+shortWindow+" windows", procs, func() (bool, string) {
 		q, err := prom.api.recordingQueries()
 		if err != nil {
 			return false, err.Error()

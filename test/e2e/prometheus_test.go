@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/listenq/listenq_exporter/internal/testbin"
 	"github.com/listenq/listenq_exporter/internal/testns"
 )
 
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(envServer); spec != "" {
 		os.Exit(runServer(spec))
 	}
-	os.Exit(testns.Main(m))
+	os.Exit(testns.Main(testbin.Wrap(m)))
 }
 
 const (
@@ -68,7 +69,7 @@ const (
 // alerts to resolve.
 func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 	testns.Require(t)
-	promBin := lookupPrometheus(t)
+	promBin := testbin.RequireTool(t, "prometheus", "prometheus")
 	shippedWindows := os.Getenv(envShippedWindows) == "1"
 
 	began := time.Now()
@@ -79,25 +80,25 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 		phase = now
 	}
 
-	exporterBin := buildExporter(t)
+	exporterBin := testbin.Exporter(t)
 	logPhase("build exporter")
 
-	dir := shortTempDir(t)
+	dir := testbin.ShortTempDir(t)
 	unixPath := dir + "/srv.sock"
 	srv := startServer(t, dir, unixPath)
 	tcpListener := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), srv.port)
 	listener := tcpListener.String()
 	port := strconv.Itoa(int(srv.port))
 
-	exporterAddr := "127.0.0.1:" + freePort(t)
-	exp := startProc(t, "exporter", exporterBin,
+	exporterAddr := "127.0.0.1:" + testbin.FreePort(t)
+	exp := testbin.Start(t, exporterBin,
 		"--web.listen-address="+exporterAddr,
 		"--sampler.interval=50ms",
 		"--collector.tcp.syn-queue",
 	)
-	procs := []*proc{srv.proc, exp}
-	waitFor(t, 20*time.Second, "the exporter to report the server's listeners", procs, func() (bool, string) {
-		body, err := httpGet("http://" + exporterAddr + "/metrics")
+	procs := []*testbin.Proc{srv.proc, exp}
+	testbin.WaitFor(t, 20*time.Second, "the exporter to report the server's listeners", procs, func() (bool, string) {
+		body, err := testbin.Get(httpClient, "http://"+exporterAddr+"/metrics")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -124,7 +125,7 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 	prom := startPrometheus(t, promBin, dir, rulesPath, exporterAddr)
 	procs = append(procs, prom.proc)
 	api := prom.api
-	waitFor(t, 30*time.Second, "Prometheus to scrape the server's listener", procs, func() (bool, string) {
+	testbin.WaitFor(t, 30*time.Second, "Prometheus to scrape the server's listener", procs, func() (bool, string) {
 		q := fmt.Sprintf(`listenq_queue_limit{job="listenq",instance=%q,listener=%q,port=%q,process=%q} == %d`,
 			exporterAddr, listener, port, serverName, tcpBacklog)
 		v, err := api.query(q)
@@ -140,7 +141,7 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 	loadStart := time.Now()
 	firedAt := map[string]time.Duration{}
 	var firing map[string]promAlert
-	waitFor(t, fireTimeout, dropAlert+" and "+fullAlert+" to fire for "+listener, procs, func() (bool, string) {
+	testbin.WaitFor(t, fireTimeout, dropAlert+" and "+fullAlert+" to fire for "+listener, procs, func() (bool, string) {
 		if err := load.error(); err != nil {
 			t.Fatalf("load: %v", err)
 		}
@@ -201,7 +202,7 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 	t.Logf("load ran %.1fs: %s", time.Since(loadStart).Seconds(), load.stats())
 	srv.drain(t)
 	drainStart := time.Now()
-	waitFor(t, drainTimeout, "the queues to drain", procs, func() (bool, string) {
+	testbin.WaitFor(t, drainTimeout, "the queues to drain", procs, func() (bool, string) {
 		q := fmt.Sprintf(`listenq_queue_length{job="listenq",process=%q}`, serverName)
 		v, err := api.query(q)
 		if err != nil {
@@ -223,7 +224,7 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 	if shippedWindows {
 		timeout = shippedResolveTO
 	}
-	waitFor(t, timeout, dropAlert+" and "+fullAlert+" to resolve", procs, func() (bool, string) {
+	testbin.WaitFor(t, timeout, dropAlert+" and "+fullAlert+" to resolve", procs, func() (bool, string) {
 		alerts, err := api.alerts()
 		if err != nil {
 			return false, err.Error()

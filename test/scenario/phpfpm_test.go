@@ -4,20 +4,14 @@
 package scenario
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,10 +19,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/listenq/listenq_exporter/internal/testbin"
 	"github.com/listenq/listenq_exporter/internal/testns"
 )
 
-func TestMain(m *testing.M) { os.Exit(testns.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(testns.Main(testbin.Wrap(m))) }
 
 const (
 	// fpmBacklog is php-fpm's listen.backlog; a full unix queue holds one
@@ -51,16 +46,16 @@ const (
 // queue at its limit (length 3 over limit 2), owned by php-fpm.
 func TestPHPFPMBurstFillsUnixQueue(t *testing.T) {
 	testns.Require(t)
-	fpmBin := lookupServer(t, "php-fpm", "php-fpm*")
-	nginxBin := lookupServer(t, "nginx", "nginx")
-	exporterBin := buildExporter(t)
+	fpmBin := testbin.RequireTool(t, "php-fpm*", "php-fpm")
+	nginxBin := testbin.RequireTool(t, "nginx", "nginx")
+	exporterBin := testbin.Exporter(t)
 
-	dir := shortTempDir(t)
+	dir := testbin.ShortTempDir(t)
 	sock := filepath.Join(dir, "fpm.sock")
 	deadline := time.Now().Add(budget)
 
 	fpm := startPHPFPM(t, fpmBin, dir, sock)
-	waitFor(t, deadline, "php-fpm to create "+sock, []*proc{fpm}, func() (bool, string) {
+	testbin.WaitFor(t, time.Until(deadline), "php-fpm to create "+sock, []*testbin.Proc{fpm}, func() (bool, string) {
 		fi, err := os.Stat(sock)
 		if err != nil {
 			return false, err.Error()
@@ -68,13 +63,13 @@ func TestPHPFPMBurstFillsUnixQueue(t *testing.T) {
 		return fi.Mode()&os.ModeSocket != 0, "not a socket yet"
 	})
 
-	nginxPort := freePort(t)
+	nginxPort := testbin.FreePort(t)
 	ngx := startNginx(t, nginxBin, dir, sock, nginxPort)
 	pageURL := "http://127.0.0.1:" + nginxPort + "/slow.php"
 	// The first answer through nginx proves the whole chain works (and that
 	// the php-fpm child is up) before the burst.
-	waitFor(t, deadline, "nginx to serve "+pageURL+" through php-fpm", []*proc{fpm, ngx}, func() (bool, string) {
-		code, err := fetch(&http.Client{Timeout: 2 * time.Second}, pageURL)
+	testbin.WaitFor(t, time.Until(deadline), "nginx to serve "+pageURL+" through php-fpm", []*testbin.Proc{fpm, ngx}, func() (bool, string) {
+		code, _, err := testbin.Fetch(&http.Client{Timeout: 2 * time.Second}, pageURL)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -85,7 +80,7 @@ func TestPHPFPMBurstFillsUnixQueue(t *testing.T) {
 	scraper := &http.Client{Timeout: 2 * time.Second}
 	metricsURL := exp.url + "/metrics"
 	var before fpmSeries
-	waitFor(t, deadline, "the exporter to report "+sock+" with its owner", []*proc{fpm, ngx, exp.proc}, func() (bool, string) {
+	testbin.WaitFor(t, time.Until(deadline), "the exporter to report "+sock+" with its owner", []*testbin.Proc{fpm, ngx, exp.proc}, func() (bool, string) {
 		s, err := scrapeFPM(scraper, metricsURL, sock)
 		if err != nil {
 			return false, err.Error()
@@ -136,7 +131,7 @@ func TestPHPFPMBurstFillsUnixQueue(t *testing.T) {
 	for i := range burstSize {
 		wg.Go(func() {
 			<-start
-			codes[i], errs[i] = fetch(client, pageURL)
+			codes[i], _, errs[i] = testbin.Fetch(client, pageURL)
 		})
 	}
 	burstStart := time.Now()
@@ -224,77 +219,7 @@ func TestPHPFPMBurstFillsUnixQueue(t *testing.T) {
 	}
 }
 
-// lookupServer finds a Debian server binary by a glob over PATH (Debian
-// names php-fpm after its PHP version, php-fpm8.2) and the sbin
-// directories, which a non-login root shell may lack.
-func lookupServer(t *testing.T, name, glob string) string {
-	t.Helper()
-	dirs := filepath.SplitList(os.Getenv("PATH"))
-	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
-		if !slices.Contains(dirs, d) {
-			dirs = append(dirs, d)
-		}
-	}
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		matches, _ := filepath.Glob(filepath.Join(d, glob))
-		slices.Sort(matches)
-		for _, m := range slices.Backward(matches) { // highest version first
-			if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-				return m
-			}
-		}
-	}
-	msg := name + " is not installed (Debian package " + name + ")"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; the test command installs it, so under CI=true this is a failure")
-	}
-	t.Skip(msg + "; run the test command (make test) as root to install it")
-	return ""
-}
-
-// buildExporter builds the exporter from the module root into a temporary
-// directory.
-func buildExporter(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root not found two levels above the test: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "listenq_exporter")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/listenq_exporter")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build exporter: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// shortTempDir is t.TempDir, unless that is too long to hold a unix socket
-// path (108 bytes with the NUL); then a shorter directory removed at the
-// end of the test.
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if len(filepath.Join(dir, "fpm.sock")) < 100 {
-		return dir
-	}
-	dir, err := os.MkdirTemp("/tmp", "lq-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-func startPHPFPM(t *testing.T, bin, dir, sock string) *proc {
+func startPHPFPM(t *testing.T, bin, dir, sock string) *testbin.Proc {
 	t.Helper()
 	www := filepath.Join(dir, "www")
 	if err := os.Mkdir(www, 0o755); err != nil {
@@ -321,10 +246,10 @@ catch_workers_output = yes
 `, dir, sock, fpmBacklog)
 	confPath := filepath.Join(dir, "php-fpm.conf")
 	writeFile(t, confPath, conf)
-	return startProc(t, dir, "php-fpm", bin, "-F", "-R", "-y", confPath)
+	return startProc(t, dir, bin, "-F", "-R", "-y", confPath)
 }
 
-func startNginx(t *testing.T, bin, dir, sock, port string) *proc {
+func startNginx(t *testing.T, bin, dir, sock, port string) *testbin.Proc {
 	t.Helper()
 	// master_process off: one process, still root, so it can read the
 	// test's private directory and connect to php-fpm's root-owned socket.
@@ -372,114 +297,30 @@ http {
 	writeFile(t, confPath, conf)
 	// -e: the error log before the configuration is read, so nginx never
 	// touches the system's log directory.
-	return startProc(t, dir, "nginx", bin, "-p", dir, "-e", filepath.Join(dir, "nginx-error.log"), "-c", confPath)
+	return startProc(t, dir, bin, "-p", dir, "-e", filepath.Join(dir, "nginx-error.log"), "-c", confPath)
 }
 
 type exporter struct {
-	*proc
-	url string
+	proc *testbin.Proc
+	url  string
 }
 
 func startExporter(t *testing.T, bin, dir string) exporter {
 	t.Helper()
-	addr := "127.0.0.1:" + freePort(t)
-	p := startProc(t, dir, "exporter", bin,
+	addr := "127.0.0.1:" + testbin.FreePort(t)
+	p := startProc(t, dir, bin,
 		"--web.listen-address="+addr,
 		"--sampler.interval=50ms",
 		"--owner.min-scan-interval=0s")
 	return exporter{proc: p, url: "http://" + addr}
 }
 
-// proc is a server started by the test, in its own process group, stopped
-// (group and all) when the test ends.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done
-}
-
-func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
+// startProc runs bin with args in dir until the test ends.
+func startProc(t *testing.T, dir, bin string, args ...string) *testbin.Proc {
 	t.Helper()
-	logPath := filepath.Join(dir, name+".out")
-	out, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	// Not started by systemd, whatever the environment says.
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "NOTIFY_SOCKET=") })
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		pgid := cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			t.Logf("%s did not stop within 5s of SIGTERM; killing its process group", name)
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-p.done
-		}
-		// Children that outlived their leader (php-fpm's worker) go too.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		if t.Failed() {
-			p.dumpLog(t)
-		}
-	})
-	return p
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) dumpLog(t *testing.T) {
-	t.Helper()
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 8000 {
-		b = b[len(b)-8000:]
-	}
-	t.Logf("%s output:\n%s", p.name, b)
-}
-
-// waitFor polls cond every 50 ms until it holds, failing the test at
-// deadline or as soon as one of procs exits.
-func waitFor(t *testing.T, deadline time.Time, what string, procs []*proc, cond func() (bool, string)) {
-	t.Helper()
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		for _, p := range procs {
-			if p.exited() {
-				p.dumpLog(t)
-				t.Fatalf("waiting for %s: %s exited: %v", what, p.name, p.err)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s: %s", what, why)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testbin.StartCmd(t, cmd)
 }
 
 // fpmSeries is what one scrape says of php-fpm's socket.
@@ -496,20 +337,12 @@ type fpmSeries struct {
 // scrapeFPM scrapes the exporter and picks the series of the unix listener
 // sock.
 func scrapeFPM(c *http.Client, url, sock string) (fpmSeries, error) {
-	resp, err := c.Get(url)
+	body, err := testbin.Get(c, url)
 	if err != nil {
 		return fpmSeries{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fpmSeries{}, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fpmSeries{}, fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		return fpmSeries{}, fmt.Errorf("parse exposition: %w", err)
 	}
@@ -563,19 +396,6 @@ func labels(m *dto.Metric) map[string]string {
 	return l
 }
 
-// fetch GETs url and returns the status code, reading the whole body.
-func fetch(c *http.Client, url string) (int, error) {
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return resp.StatusCode, err
-	}
-	return resp.StatusCode, nil
-}
-
 func otherCodes(count map[int]int) map[int]int {
 	out := map[int]int{}
 	for c, n := range count {
@@ -591,14 +411,4 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
