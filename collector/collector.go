@@ -5,25 +5,41 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 )
 
 const namespace = "listenq"
 
-// Collector is one source of metrics. Update sends what it read to ch and
-// returns an error when its source failed; what it sent before failing is
-// still exported.
+// Collector is one source of metrics. Update puts what it read into the
+// scrape and returns an error when its source failed; what it put in before
+// failing is still exported.
 type Collector interface {
-	Update(ch chan<- prometheus.Metric) error
+	Update(s Scrape) error
+}
+
+// Scrape is where collectors put what they read during one Gather.
+type Scrape struct {
+	// Metrics takes ordinary metrics, which go through the registry's
+	// consistency checks.
+	Metrics chan<- prometheus.Metric
+	// listeners takes per-listener series, built directly as metric
+	// families: thousands of listeners make tens of thousands of series,
+	// and skipping one prometheus.Metric (and its checks) per series halves
+	// the cost of a scrape.
+	listeners *listenerFamilies
 }
 
 // Deps is what collectors are built from.
@@ -106,7 +122,7 @@ var (
 )
 
 // Exporter runs the enabled collectors concurrently on every scrape. It is a
-// prometheus.Collector.
+// prometheus.Gatherer.
 type Exporter struct {
 	logger     *slog.Logger
 	sampler    *Sampler
@@ -150,34 +166,76 @@ func (e *Exporter) Start(ctx context.Context) {
 	}
 }
 
-// Describe sends nothing: the metrics depend on what the kernel has, so the
-// exporter is an unchecked collector, like node_exporter's.
-func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
+// Gather runs every collector concurrently and returns what they read. The
+// Exporter is a prometheus.Gatherer rather than a Collector so that
+// per-listener series can bypass the registry; Merge combines it with a
+// registry of the usual Go, process and build-info collectors.
+func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
+	fams := newListenerFamilies()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectFunc(func(ch chan<- prometheus.Metric) { e.collect(Scrape{ch, fams}) })); err != nil {
+		return nil, err
+	}
+	mfs, err := reg.Gather()
+	return mergeFamilies(mfs, fams.families()), err
+}
 
-// Collect runs every collector concurrently.
-func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+func (e *Exporter) collect(s Scrape) {
 	var wg sync.WaitGroup
 	for name, c := range e.collectors {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.run(name, c, ch)
+			e.run(name, c, s)
 		}()
 	}
 	wg.Wait()
 }
 
-func (e *Exporter) run(name string, c Collector, ch chan<- prometheus.Metric) {
+func (e *Exporter) run(name string, c Collector, s Scrape) {
 	start := time.Now()
-	err := c.Update(ch)
+	err := c.Update(s)
 	elapsed := time.Since(start).Seconds()
 	success := 1.0
 	if err != nil {
 		success = 0
 	}
 	e.health[name].report(e.logger.With("collector", name), err)
-	ch <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, elapsed, name)
-	ch <- prometheus.MustNewConstMetric(scrapeSuccessDesc, prometheus.GaugeValue, success, name)
+	s.Metrics <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, elapsed, name)
+	s.Metrics <- prometheus.MustNewConstMetric(scrapeSuccessDesc, prometheus.GaugeValue, success, name)
+}
+
+// collectFunc is an unchecked prometheus.Collector made of a function.
+type collectFunc func(chan<- prometheus.Metric)
+
+func (f collectFunc) Describe(chan<- *prometheus.Desc)    {}
+func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
+
+// Merge returns a Gatherer of everything gs gather, sorted by name as the
+// registry does. Unlike prometheus.Gatherers it does not check every series
+// again: each part was checked by its own registry, or built by the
+// Exporter from deduplicated listeners.
+func Merge(gs ...prometheus.Gatherer) prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		var all []*dto.MetricFamily
+		var errs []error
+		for _, g := range gs {
+			mfs, err := g.Gather()
+			all = mergeFamilies(all, mfs)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return all, errors.Join(errs...)
+	})
+}
+
+// mergeFamilies joins two lists of families, sorted by name. Two families of
+// one name would make an invalid exposition; the second is dropped.
+func mergeFamilies(a, b []*dto.MetricFamily) []*dto.MetricFamily {
+	out := append(a[:len(a):len(a)], b...)
+	slices.SortStableFunc(out, func(x, y *dto.MetricFamily) int { return strings.Compare(x.GetName(), y.GetName()) })
+	return slices.CompactFunc(out, func(x, y *dto.MetricFamily) bool { return x.GetName() == y.GetName() })
 }
 
 func (h *health) report(logger *slog.Logger, err error) {

@@ -21,7 +21,7 @@ var inetCollectors = []string{"netstat", "sysctl", "tcp"}
 // newFakeRegistry registers, on a pedantic registry, an exporter with only
 // the named collectors, reading the fake procfs tree at root (see fixture)
 // and dumping sockets through dial, with the sampler s (nil: off).
-func newFakeRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, error), s *Sampler, collectors ...string) *prometheus.Registry {
+func newFakeRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, error), s *Sampler, collectors ...string) prometheus.Gatherer {
 	t.Helper()
 	fs, err := procfs.NewFS(root)
 	if err != nil {
@@ -46,9 +46,7 @@ func newFakeRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, err
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(e)
-	return reg
+	return checked(e)
 }
 
 // inetDumpReply is the fake kernel's answer to the inet_diag dump request

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -45,29 +46,44 @@ type Listener struct {
 
 var listenerLabels = []string{"netns", "proto", "listener", "port", "process", "inode"}
 
-var (
-	queueLengthDesc = prometheus.NewDesc(namespace+"_queue_length",
-		"Connections waiting in the listen queue to be accepted by the application right now (ss Recv-Q).",
-		listenerLabels, nil)
-	queueLimitDesc = prometheus.NewDesc(namespace+"_queue_limit",
-		"Effective backlog of the listener (ss Send-Q): the application's listen() backlog capped by net.core.somaxconn. The queue is full when the length exceeds this.",
-		listenerLabels, nil)
-	dropsDesc = prometheus.NewDesc(namespace+"_drops_total",
-		"Packets the kernel dropped at this TCP listener (sk_drops), mostly SYNs and handshake ACKs refused because its accept queue was full.",
-		listenerLabels, nil)
-	peakDesc = prometheus.NewDesc(namespace+"_queue_peak_length",
-		"Highest listen-queue length the background sampler saw over the trailing --sampler.window; catches bursts that fill and drain between scrapes.",
-		listenerLabels, nil)
-	fullSecondsDesc = prometheus.NewDesc(namespace+"_queue_full_seconds_total",
-		"Seconds the background sampler saw this listen queue full (length above limit), when new connections are dropped or refused; estimated from samples every --sampler.interval.",
-		listenerLabels, nil)
-	synQueueDesc = prometheus.NewDesc(namespace+"_syn_queue_length",
-		"TCP handshakes in progress (SYN received, final ACK not yet) for this listener, refreshed every --collector.tcp.syn-queue.interval.",
-		listenerLabels, nil)
-	omittedDesc = prometheus.NewDesc(namespace+"_listeners_omitted",
-		"Listeners seen in this scrape but not exported: reason=filter (excluded by --filter.* flags), cap (over --filter.max-listeners), owner_pending (new socket whose owner lookup is rate-limited; exported from the next scrape on).",
-		[]string{"netns", "proto", "reason"}, nil)
+// The per-listener metrics, in the order of listenerRow.values.
+const (
+	mQueueLength = iota
+	mQueueLimit
+	mDrops
+	mPeak
+	mFullSeconds
+	mSynQueue
+	numListenerMetrics
 )
+
+var listenerMetrics = [numListenerMetrics]struct {
+	name, help string
+	typ        dto.MetricType
+}{
+	mQueueLength: {namespace + "_queue_length",
+		"Connections waiting in the listen queue to be accepted by the application right now (ss Recv-Q).",
+		dto.MetricType_GAUGE},
+	mQueueLimit: {namespace + "_queue_limit",
+		"Effective backlog of the listener (ss Send-Q): the application's listen() backlog capped by net.core.somaxconn. The queue is full when the length exceeds this.",
+		dto.MetricType_GAUGE},
+	mDrops: {namespace + "_drops_total",
+		"Packets the kernel dropped at this TCP listener (sk_drops), mostly SYNs and handshake ACKs refused because its accept queue was full.",
+		dto.MetricType_COUNTER},
+	mPeak: {namespace + "_queue_peak_length",
+		"Highest listen-queue length the background sampler saw over the trailing --sampler.window; catches bursts that fill and drain between scrapes.",
+		dto.MetricType_GAUGE},
+	mFullSeconds: {namespace + "_queue_full_seconds_total",
+		"Seconds the background sampler saw this listen queue full (length above limit), when new connections are dropped or refused; estimated from samples every --sampler.interval.",
+		dto.MetricType_COUNTER},
+	mSynQueue: {namespace + "_syn_queue_length",
+		"TCP handshakes in progress (SYN received, final ACK not yet) for this listener, refreshed every --collector.tcp.syn-queue.interval.",
+		dto.MetricType_GAUGE},
+}
+
+var omittedDesc = prometheus.NewDesc(namespace+"_listeners_omitted",
+	"Listeners seen in this scrape but not exported: reason=filter (excluded by --filter.* flags), cap (over --filter.max-listeners), owner_pending (new socket whose owner lookup is rate-limited; exported from the next scrape on).",
+	[]string{"netns", "proto", "reason"}, nil)
 
 // ListenerFilters are the cardinality controls shared by all listener
 // collectors.
@@ -227,27 +243,6 @@ func sameLabels(lp []*dto.LabelPair, netnsID string, l exported) bool {
 		lp[3].GetValue() == l.Port && lp[4].GetValue() == l.process && lp[5].GetValue() == l.Proto
 }
 
-// listenerMetric is one sample of a listener, sharing its cached labels.
-type listenerMetric struct {
-	desc   *prometheus.Desc
-	labels []*dto.LabelPair
-	kind   prometheus.ValueType
-	value  float64
-}
-
-func (m listenerMetric) Desc() *prometheus.Desc { return m.desc }
-
-func (m listenerMetric) Write(out *dto.Metric) error {
-	out.Label = m.labels
-	v := m.value
-	if m.kind == prometheus.CounterValue {
-		out.Counter = &dto.Counter{Value: &v}
-	} else {
-		out.Gauge = &dto.Gauge{Value: &v}
-	}
-	return nil
-}
-
 // exported is a listener that passed every filter, with its owner.
 type exported struct {
 	Listener
@@ -294,31 +289,122 @@ func (x *ListenerExporter) Select(owners *owner.Resolver, ls []Listener) ([]expo
 	return out, omitted
 }
 
-// Export sends the metrics of the listeners of one protocol in one namespace.
-func (x *ListenerExporter) Export(ch chan<- prometheus.Metric, netnsID, protoName string, ls []Listener) {
+// Export puts the series of the listeners of one protocol in one namespace
+// into the scrape.
+func (x *ListenerExporter) Export(s Scrape, netnsID, protoName string, ls []Listener) {
 	st := x.source(netnsID, protoName)
 	out, omitted := x.Select(st.owners, ls)
 	pairs := st.labelPairs(netnsID, out)
+	rows := make([]listenerRow, len(out))
 	for i, l := range out {
-		send := func(d *prometheus.Desc, kind prometheus.ValueType, v float64) {
-			ch <- listenerMetric{desc: d, labels: pairs[i], kind: kind, value: v}
-		}
-		send(queueLengthDesc, prometheus.GaugeValue, float64(l.Length))
-		send(queueLimitDesc, prometheus.GaugeValue, float64(l.Limit))
+		r := &rows[i]
+		r.labels = pairs[i]
+		r.set(mQueueLength, float64(l.Length))
+		r.set(mQueueLimit, float64(l.Limit))
 		if l.HasDrops {
-			send(dropsDesc, prometheus.CounterValue, float64(l.Drops))
+			r.set(mDrops, float64(l.Drops))
 		}
 		if l.HasStats {
-			send(peakDesc, prometheus.GaugeValue, float64(l.Peak))
-			send(fullSecondsDesc, prometheus.CounterValue, l.FullSeconds)
+			r.set(mPeak, float64(l.Peak))
+			r.set(mFullSeconds, l.FullSeconds)
 		}
 		if l.HasSynQueue {
-			send(synQueueDesc, prometheus.GaugeValue, float64(l.SynQueue))
+			r.set(mSynQueue, float64(l.SynQueue))
 		}
 	}
+	s.listeners.add(rows)
 	for reason, n := range omitted {
-		ch <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), netnsID, protoName, reason)
+		s.Metrics <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), netnsID, protoName, reason)
 	}
+}
+
+// listenerRow is every metric of one listener in one scrape.
+type listenerRow struct {
+	labels []*dto.LabelPair
+	values [numListenerMetrics]float64
+	has    [numListenerMetrics]bool
+}
+
+func (r *listenerRow) set(m int, v float64) { r.values[m], r.has[m] = v, true }
+
+// listenerFamilies collects the rows of every listener collector during one
+// scrape and turns them into metric families.
+type listenerFamilies struct {
+	mu   sync.Mutex
+	rows []listenerRow
+}
+
+func newListenerFamilies() *listenerFamilies { return &listenerFamilies{} }
+
+func (f *listenerFamilies) add(rows []listenerRow) {
+	f.mu.Lock()
+	f.rows = append(f.rows, rows...)
+	f.mu.Unlock()
+}
+
+// families builds one family per metric that has series, with series
+// sorted by label values as the registry sorts them.
+func (f *listenerFamilies) families() []*dto.MetricFamily {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	slices.SortFunc(f.rows, func(a, b listenerRow) int { return compareLabels(a.labels, b.labels) })
+	var out []*dto.MetricFamily
+	for m, def := range listenerMetrics {
+		n := 0
+		for i := range f.rows {
+			if f.rows[i].has[m] {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		// One allocation per kind of object rather than three per series.
+		metrics := make([]dto.Metric, n)
+		values := make([]float64, n)
+		ptrs := make([]*dto.Metric, n)
+		var gauges []dto.Gauge
+		var counters []dto.Counter
+		if def.typ == dto.MetricType_COUNTER {
+			counters = make([]dto.Counter, n)
+		} else {
+			gauges = make([]dto.Gauge, n)
+		}
+		j := 0
+		for i := range f.rows {
+			r := &f.rows[i]
+			if !r.has[m] {
+				continue
+			}
+			values[j] = r.values[m]
+			metrics[j].Label = r.labels
+			if counters != nil {
+				counters[j].Value = &values[j]
+				metrics[j].Counter = &counters[j]
+			} else {
+				gauges[j].Value = &values[j]
+				metrics[j].Gauge = &gauges[j]
+			}
+			ptrs[j] = &metrics[j]
+			j++
+		}
+		out = append(out, &dto.MetricFamily{
+			Name:   proto.String(def.name),
+			Help:   proto.String(def.help),
+			Type:   def.typ.Enum(),
+			Metric: ptrs,
+		})
+	}
+	return out
+}
+
+func compareLabels(a, b []*dto.LabelPair) int {
+	for i := range min(len(a), len(b)) {
+		if c := strings.Compare(a[i].GetValue(), b[i].GetValue()); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(len(a), len(b))
 }
 
 // dedupByInode drops repeated sockets: a dump under churn can report one

@@ -55,7 +55,7 @@ func newNetstatCollector(d Deps) (Collector, error) {
 	return &netstatCollector{namespaces: d.Namespaces}, nil
 }
 
-func (c *netstatCollector) Update(ch chan<- prometheus.Metric) error {
+func (c *netstatCollector) Update(s Scrape) error {
 	for _, ns := range c.namespaces {
 		stats, err := ns.Proc.Netstat()
 		if err != nil {
@@ -64,7 +64,7 @@ func (c *netstatCollector) Update(ch chan<- prometheus.Metric) error {
 		for _, nc := range netstatCounters {
 			// A counter this kernel does not have stays absent, not zero.
 			if v := nc.value(stats); v != nil {
-				ch <- prometheus.MustNewConstMetric(nc.desc, prometheus.CounterValue, *v, ns.ID)
+				s.Metrics <- prometheus.MustNewConstMetric(nc.desc, prometheus.CounterValue, *v, ns.ID)
 			}
 		}
 	}

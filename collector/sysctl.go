@@ -42,18 +42,18 @@ func newSysctlCollector(d Deps) (Collector, error) {
 	return &sysctlCollector{namespaces: d.Namespaces}, nil
 }
 
-func (c *sysctlCollector) Update(ch chan<- prometheus.Metric) error {
+func (c *sysctlCollector) Update(s Scrape) error {
 	var errs []error
 	for _, ns := range c.namespaces {
-		for _, s := range sysctls {
-			v, err := ns.Sysctl(s.path)
+		for _, sc := range sysctls {
+			v, err := ns.Sysctl(sc.path)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				// Not on this kernel (or IPv4 not in this namespace): absent.
 			case err != nil:
-				errs = append(errs, fmt.Errorf("read sysctl %s of netns %q: %w", s.path, ns.ID, err))
+				errs = append(errs, fmt.Errorf("read sysctl %s of netns %q: %w", sc.path, ns.ID, err))
 			default:
-				ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, float64(v), ns.ID)
+				s.Metrics <- prometheus.MustNewConstMetric(sc.desc, prometheus.GaugeValue, float64(v), ns.ID)
 			}
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
@@ -61,7 +60,7 @@ func (c *tcpCollector) Start(ctx context.Context) {
 	}
 }
 
-func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
+func (c *tcpCollector) Update(s Scrape) error {
 	for _, src := range c.sources {
 		ls, err := src.Listeners()
 		if err != nil {
@@ -71,7 +70,7 @@ func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
 		if sc := c.syn[src]; sc != nil {
 			ls = sc.attribute(ls)
 		}
-		c.out.Export(ch, src.ns.ID, "tcp", ls)
+		c.out.Export(s, src.ns.ID, "tcp", ls)
 	}
 	return nil
 }

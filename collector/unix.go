@@ -7,8 +7,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
@@ -32,13 +30,13 @@ func newUnixCollector(d Deps) (Collector, error) {
 	return c, nil
 }
 
-func (c *unixCollector) Update(ch chan<- prometheus.Metric) error {
+func (c *unixCollector) Update(s Scrape) error {
 	for _, src := range c.sources {
 		ls, err := src.Listeners()
 		if err != nil {
 			return err
 		}
-		c.out.Export(ch, src.ns.ID, "unix", src.withStats(ls))
+		c.out.Export(s, src.ns.ID, "unix", src.withStats(ls))
 	}
 	return nil
 }

@@ -141,12 +141,11 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 	exporter.Start(ctx)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		exporter,
 		versioncollector.NewCollector(exporterName),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	return promhttp.HandlerFor(collector.Merge(exporter, reg), promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
 	}), nil
