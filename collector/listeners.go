@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -269,7 +271,8 @@ func (x *ListenerExporter) Select(owners *owner.Resolver, ls []Listener) ([]expo
 	names := owners.Lookup(inodes)
 	out := make([]exported, 0, len(kept))
 	for _, l := range kept {
-		proc, ok := names[l.Inode]
+		comm, ok := names[l.Inode]
+		proc := printable([]byte(comm))
 		switch {
 		case !ok:
 			omitted["owner_pending"]++
@@ -419,4 +422,38 @@ func dedupByInode(ls []Listener) []Listener {
 		}
 	}
 	return out
+}
+
+// printable returns b with every byte that is not printable UTF-8, and the
+// backslash, escaped as \xNN. Socket names and process names are bytes
+// chosen by programs, but a label value must be valid UTF-8, and control
+// characters in one would only confuse whoever reads it.
+func printable(b []byte) string {
+	if plainASCII(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError || !unicode.IsPrint(r) || r == '\\' {
+			for _, c := range b[:size] {
+				fmt.Fprintf(&sb, `\x%02x`, c)
+			}
+		} else {
+			sb.WriteRune(r)
+		}
+		b = b[size:]
+	}
+	return sb.String()
+}
+
+// plainASCII reports whether b is printable ASCII without backslashes, as
+// nearly every name is; such names need no escaping.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

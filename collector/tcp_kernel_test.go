@@ -239,3 +239,15 @@ func readComm(t *testing.T) string {
 	}
 	return string(b[:len(b)-1])
 }
+
+// A program may name itself anything, including bytes that are not UTF-8;
+// the label must still be valid (or the whole scrape would fail) and say
+// which bytes they were.
+func TestKernelOwnerWithUnprintableName(t *testing.T) {
+	testns.Require(t)
+	reg := newRealRegistry(t)
+	o := testns.StartOwner(t, "lq-\xff\x01x", "127.0.0.1:0", 4)
+	if p := one(t, gather(t, reg), "listenq_queue_length", inodeLabel(o.Inode)).labels["process"]; p != `lq-\xff\x01x` {
+		t.Errorf("process = %q, want the bytes escaped as lq-\\xff\\x01x", p)
+	}
+}

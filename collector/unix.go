@@ -3,9 +3,6 @@ package collector
 import (
 	"bytes"
 	"fmt"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
@@ -79,8 +76,7 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
 
 // FormatUnixName prints a sun_path the way ss does: the path, or "@name"
 // for an abstract socket (whose name starts with a NUL byte). Trailing NULs
-// are dropped, and bytes that are not printable UTF-8 are escaped as \xNN so
-// a label never carries control characters.
+// are dropped, and the rest goes through printable.
 func FormatUnixName(raw []byte) string {
 	prefix := ""
 	if len(raw) > 0 && raw[0] == 0 {
@@ -93,34 +89,7 @@ func FormatUnixName(raw []byte) string {
 		}
 		return ""
 	}
-	if plainASCII(raw) {
-		return prefix + string(raw)
-	}
-	var b strings.Builder
-	b.WriteString(prefix)
-	for len(raw) > 0 {
-		r, size := utf8.DecodeRune(raw)
-		if r == utf8.RuneError || !unicode.IsPrint(r) || r == '\\' {
-			for _, c := range raw[:size] {
-				fmt.Fprintf(&b, `\x%02x`, c)
-			}
-		} else {
-			b.WriteRune(r)
-		}
-		raw = raw[size:]
-	}
-	return b.String()
-}
-
-// plainASCII reports whether b is printable ASCII without backslashes, as
-// nearly every socket path is; such names need no escaping.
-func plainASCII(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e || c == '\\' {
-			return false
-		}
-	}
-	return true
+	return prefix + printable(raw)
 }
 
 // unixQueues reads only the queue lengths of the unix listeners, for the
