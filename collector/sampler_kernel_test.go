@@ -57,9 +57,10 @@ func TestKernelSamplerCatchesBurstBetweenScrapes(t *testing.T) {
 		t.Errorf("peak length = %v, want 5 (limit+1)", v)
 	}
 	// Samples every 100 ms see the queue full for about heldFor; allow one
-	// interval of error either way, plus scheduling slack.
+	// interval of error either way, plus slack for a delayed sample on a
+	// loaded machine (one sample stands for at most two intervals).
 	fullSecs := one(t, second, "listenq_queue_full_seconds_total", sel).value
-	lo, hi := heldFor.Seconds()-interval.Seconds()-0.05, heldFor.Seconds()+interval.Seconds()+0.05
+	lo, hi := heldFor.Seconds()-interval.Seconds()-0.05, heldFor.Seconds()+2*interval.Seconds()+0.05
 	t.Logf("held full for %v; the sampler measured %.3fs", heldFor, fullSecs)
 	if fullSecs < lo || fullSecs > hi {
 		t.Errorf("full seconds = %.3f, want %.3f..%.3f (held full for %v)", fullSecs, lo, hi, heldFor)

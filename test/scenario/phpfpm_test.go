@@ -31,8 +31,10 @@ const (
 	fpmBacklog = 2
 	// burstSize concurrent requests against one php-fpm child that takes
 	// scriptDelay per request: a handful get in, the rest find the queue full.
+	// The queue then stays full for one scriptDelay, long enough for the
+	// 50 ms sampler to see it even when other tests load the machine.
 	burstSize   = 30
-	scriptDelay = 400 * time.Millisecond
+	scriptDelay = time.Second
 	// budget bounds the scenario once the exporter is built.
 	budget = 30 * time.Second
 )
