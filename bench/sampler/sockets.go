@@ -1,0 +1,211 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Every socket here is made with raw syscalls and SOCK_CLOEXEC: the backlog
+// is then exactly what was asked for (net.Listen always asks for
+// somaxconn), and the exporter, started by this process, inherits none of
+// the thousands of descriptors (its owner scan would otherwise find them
+// in its own /proc/PID/fd too).
+
+// fdSet is a group of descriptors closed together.
+type fdSet []int
+
+func (s *fdSet) closeAll() {
+	for _, fd := range *s {
+		unix.Close(fd)
+	}
+	*s = nil
+}
+
+// raiseNOFILE makes room for need descriptors. Go already raises the soft
+// limit to the hard one at start; root may raise the hard one too.
+func raiseNOFILE(need uint64) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	if lim.Cur >= need {
+		return nil
+	}
+	lim.Cur, lim.Max = need, max(lim.Max, need)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", need, err)
+	}
+	return nil
+}
+
+// openTCPListeners listens on n consecutive ports of 127.0.0.1 from port,
+// with nginx's default backlog.
+func openTCPListeners(port, n int) (fdSet, error) {
+	fds := make(fdSet, 0, n)
+	for p := port; p < port+n; p++ {
+		fd, err := listenTCP(p, 511)
+		if err != nil {
+			fds.closeAll()
+			return nil, fmt.Errorf("listen on 127.0.0.1:%d: %w", p, err)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
+// listenTCP listens on 127.0.0.1:port (0: any free port) with the given
+// backlog, non-blocking so that draining its queue stops at EAGAIN.
+func listenTCP(port, backlog int) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, err
+	}
+	sa := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// openUnix fills the namespace with unix sockets: named listeners (files
+// in dir, as php-fpm's or gunicorn's) and socketpairs, which are never
+// listeners but which the kernel still walks through on every unix_diag
+// dump, as it does the connected sockets of a real host.
+func openUnix(dir string, named, pairs int) (fdSet, error) {
+	fds := make(fdSet, 0, named+2*pairs)
+	for i := range named {
+		path := filepath.Join(dir, fmt.Sprintf("l%05d.sock", i))
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			fds = append(fds, fd)
+			err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+		}
+		if err == nil {
+			err = unix.Listen(fd, 511)
+		}
+		if err != nil {
+			fds.closeAll()
+			return nil, fmt.Errorf("unix listener %s: %w", path, err)
+		}
+	}
+	for range pairs {
+		p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			fds.closeAll()
+			return nil, fmt.Errorf("socketpair: %w", err)
+		}
+		fds = append(fds, p[0], p[1])
+	}
+	return fds, nil
+}
+
+// removeSocketFiles removes what openUnix bound in dir; closing a unix
+// listener leaves its file behind.
+func removeSocketFiles(dir string) error {
+	matches, err := filepath.Glob(filepath.Join(dir, "l*.sock"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range matches {
+		errs = append(errs, os.Remove(m))
+	}
+	return errors.Join(errs...)
+}
+
+func inode(fd int) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+func localPort(fd int) (int, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, err
+	}
+	in4, ok := sa.(*unix.SockaddrInet4)
+	if !ok {
+		return 0, fmt.Errorf("getsockname: %T, want IPv4", sa)
+	}
+	return in4.Port, nil
+}
+
+// acceptQueue returns a TCP listener's queue length and effective backlog
+// as the kernel holds them: for a listener, TCP_INFO reports
+// sk_ack_backlog as tcpi_unacked and sk_max_ack_backlog as tcpi_sacked.
+// It is the same pair the exporter reads, without a netlink dump.
+func acceptQueue(fd int) (length, limit uint32, err error) {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0, 0, err
+	}
+	return info.Unacked, info.Sacked, nil
+}
+
+// dialTCP starts n non-blocking connects to 127.0.0.1:port. On loopback
+// the handshakes complete within microseconds, without this process
+// waiting for them.
+func dialTCP(port, n int) (fdSet, error) {
+	fds := make(fdSet, 0, n)
+	sa := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
+	for range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			fds.closeAll()
+			return nil, err
+		}
+		fds = append(fds, fd)
+		if err := unix.Connect(fd, sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+			fds.closeAll()
+			return nil, fmt.Errorf("connect to 127.0.0.1:%d: %w", port, err)
+		}
+	}
+	return fds, nil
+}
+
+// drainAccept accepts and closes every connection waiting on the
+// non-blocking listener fd, up to limit, and returns how many there were.
+func drainAccept(fd, limit int) (int, error) {
+	for n := 0; n < limit; n++ {
+		nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		if errors.Is(err, unix.EAGAIN) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("accept: %w", err)
+		}
+		unix.Close(nfd)
+	}
+	return limit, fmt.Errorf("still connections to accept after %d", limit)
+}
+
+// waitQueue polls a TCP listener until its queue holds want connections.
+func waitQueue(fd int, want uint32, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		n, _, err := acceptQueue(fd)
+		if err != nil {
+			return err
+		}
+		if n == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("accept queue holds %d after %v, want %d", n, timeout, want)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
