@@ -199,6 +199,10 @@ measure() {
 	log "phase $p: $dumps LISTEN dumps, 5 all-states dumps"
 	r[$p.dump]=$(inns 300 nice -n "$nice" "$bin/probe" dump -n "$dumps")
 	r[$p.all]=$(inns 300 nice -n "$nice" "$bin/probe" dump -n 5 -states all)
+	# What --collector.tcp.syn-queue asks for, in the background, every
+	# --collector.tcp.syn-queue.interval: request sockets live in the
+	# established hash, so this walk grows with connections.
+	r[$p.syn]=$(inns 300 nice -n "$nice" "$bin/probe" dump -n 20 -states synrecv)
 	# The exporter's background work (its sampler reads every listener
 	# several times a second) costs CPU between scrapes too.
 	log "phase $p: exporter CPU over ${idle_secs}s without scrapes"
@@ -261,7 +265,7 @@ table() {
 	echo "listenq_exporter benchmark, $(date -u +'%Y-%m-%d %H:%M UTC')"
 	echo "exporter $version, $(go version | cut -d' ' -f3), $(ss -V | cut -d' ' -f3), Linux $(uname -r), $(nproc) CPUs"
 	echo "namespace: $listeners TCP listeners; then $connections connections from $procs loadgen processes ($established established sockets)"
-	echo "medians (p99 where shown) of: $scrapes scrapes, $ss_runs ss runs, $dumps LISTEN dumps, 5 all-states dumps; measured at nice $nice"
+	echo "medians (p99 where shown) of: $scrapes scrapes, $ss_runs ss runs, $dumps LISTEN dumps, 5 all-states dumps, 20 SYN-queue dumps; measured at nice $nice"
 	echo "load average (1 min) before / after measuring: $load0 / $load1 on $(nproc) CPUs"
 	if awk "BEGIN { exit !($load0 > $(nproc) || $load1 > $(nproc)) }"; then
 		echo "WARNING: other work kept the CPUs busy during the run; the figures are noisy"
@@ -277,7 +281,8 @@ table() {
 		gzip:median_ms:"/metrics scrape median, gzip (ms)" ss:median_ms:"ss -ltn wall time median (ms)" \
 		ssl:median_ms:"ref: ss -tn state listening median (ms)" \
 		dump:median_ms:"LISTEN dump v4+v6 median (ms)" dump:p99_ms:"LISTEN dump v4+v6 p99 (ms)" \
-		all:median_ms:"ref: all-states dump v4+v6 median (ms)"; do
+		all:median_ms:"ref: all-states dump v4+v6 median (ms)" \
+		syn:median_ms:"SYN-queue count dump v4+v6 median (ms)"; do
 		IFS=: read -r key field label <<<"$k"
 		a=$(m "0.$key" "$field") b=$(m "c.$key" "$field") z=""
 		if [[ -v r[z.$key] ]]; then

@@ -254,15 +254,17 @@ func execCmd(args []string) error {
 func dump(args []string) error {
 	fs := flag.NewFlagSet("dump", flag.ExitOnError)
 	n := fs.Int("n", 200, "timed dumps (each of IPv4 then IPv6)")
-	which := fs.String("states", "listen", "listen: what the tcp collector asks for; all: every state, the O(connections) walk it avoids")
+	which := fs.String("states", "listen", "listen: what the tcp collector asks for; synrecv: what --collector.tcp.syn-queue asks for in the background; all: every state, the O(connections) walk the default path avoids")
 	_ = fs.Parse(args)
-	states := uint32(1 << sockdiag.StateListen)
+	states, memInfo := uint32(1<<sockdiag.StateListen), true
 	switch *which {
 	case "listen":
+	case "synrecv":
+		states, memInfo = 1<<sockdiag.StateSynRecv|1<<sockdiag.StateNewSynRecv, false
 	case "all":
 		states = ^uint32(0)
 	default:
-		return fmt.Errorf("dump: -states %q: want listen or all", *which)
+		return fmt.Errorf("dump: -states %q: want listen, synrecv or all", *which)
 	}
 	if *n < 1 {
 		return errors.New("dump: need -n >= 1")
@@ -277,7 +279,7 @@ func dump(args []string) error {
 		start := time.Now()
 		sockets = 0
 		for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
-			socks, err := conn.InetSockets(sockdiag.InetRequest{Family: family, States: states, MemInfo: true})
+			socks, err := conn.InetSockets(sockdiag.InetRequest{Family: family, States: states, MemInfo: memInfo})
 			if err != nil {
 				return 0, err
 			}

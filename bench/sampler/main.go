@@ -124,7 +124,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.slices, "slices", 5, "split each measurement into this many slices to show its spread")
 	fs.IntVar(&c.trials, "trials", 20, "burst trials per duration; 0 skips the burst test")
 	fs.DurationVar(&c.burstIvl, "burst-interval", 0, "--sampler.interval for the burst test (default: the binary's default)")
-	fs.StringVar(&bursts, "bursts", "25ms,50ms,75ms,100ms,150ms,200ms,300ms", "burst durations")
+	fs.StringVar(&bursts, "bursts", "50ms,100ms,250ms,400ms,500ms,750ms,1s", "burst durations")
 	fs.IntVar(&c.tcp, "tcp", 1000, "TCP listeners")
 	fs.IntVar(&c.unix, "unix", 10000, "unix sockets in each shape")
 	fs.IntVar(&c.named, "named", 100, "named unix listeners in the realistic shape; the other sockets are socketpairs")

@@ -56,8 +56,8 @@ func addFlags(app *kingpin.Application) *config {
 			"Shortest time between two scans of /proc/*/fd to name the process owning new listeners; a listener first seen while a scan is not allowed is exported once it is named.").
 			Default("5s").Duration(),
 		samplerInterval: app.Flag("sampler.interval",
-			"How often the background sampler reads every listener's queue, to catch bursts between scrapes (listenq_queue_peak_length, listenq_queue_full_seconds_total). 0 turns it off; scrapes then read the kernel directly.").
-			Default("100ms").Duration(),
+			"How often the background sampler reads every listener's queue, to catch bursts between scrapes (listenq_queue_peak_length, listenq_queue_full_seconds_total). A full queue lasting at least this long is always seen; a shorter one with a probability of its duration over the interval. Each round costs about 4 ms of CPU for 1,000 TCP listeners and 10,000 unix sockets; the default keeps that under 1% of a core. 0 turns it off.").
+			Default("500ms").Duration(),
 		samplerWindow: app.Flag("sampler.window",
 			"Trailing window over which listenq_queue_peak_length is the highest length seen; make it at least the scrape interval.").
 			Default("60s").Duration(),
