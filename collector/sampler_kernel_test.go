@@ -120,3 +120,19 @@ func TestKernelConcurrentScrapesShareReads(t *testing.T) {
 	}
 	t.Logf("%d concurrent scrapes made %d kernel reads", scrapes, src.reads)
 }
+
+// With --sampler.interval=0 there is no sampler and its metrics are absent,
+// not zero.
+func TestKernelSamplerOffMetricsAbsent(t *testing.T) {
+	testns.Require(t)
+	l := testns.ListenTCP(t, "127.0.0.1:0", 4, false)
+	got := gather(t, newSampledRegistry(t, NewSampler(0, time.Minute, discardLogger())))
+	if n := len(find(got, "listenq_queue_length", inodeLabel(l.Inode))); n != 1 {
+		t.Fatalf("listener exported %d times, want once", n)
+	}
+	for _, name := range []string{"listenq_queue_peak_length", "listenq_queue_full_seconds_total"} {
+		if n := len(got[name]); n != 0 {
+			t.Errorf("sampler off, but %d %s series", n, name)
+		}
+	}
+}
