@@ -3,7 +3,6 @@ package collector
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -45,8 +44,6 @@ type Listener struct {
 	SynQueue    uint32
 	HasSynQueue bool
 }
-
-var listenerLabels = []string{"netns", "proto", "listener", "port", "process", "inode"}
 
 // The per-listener metrics, in the order of listenerRow.values.
 const (
@@ -223,19 +220,30 @@ func (st *sourceState) labelPairs(netnsID string, out []exported) [][]*dto.Label
 	return pairs
 }
 
-// makeLabelPairs builds the labels of listenerLabels, sorted by name as the
-// exposition format wants them.
+// listenerLabelNames are the labels of every per-listener series, sorted
+// as the exposition format wants them; all series share these strings.
+var listenerLabelNames = func() [6]*string {
+	var names [6]*string
+	for i, n := range [6]string{"inode", "listener", "netns", "port", "process", "proto"} {
+		names[i] = proto.String(n)
+	}
+	return names
+}()
+
+// makeLabelPairs builds a listener's label pairs in one allocation, so the
+// encoder, which reads every pair of every series, finds them together.
 func makeLabelPairs(netnsID string, l exported) []*dto.LabelPair {
-	values := map[string]string{
-		"inode": strconv.FormatUint(l.Inode, 10), "listener": l.Address, "netns": netnsID,
-		"port": l.Port, "process": l.process, "proto": l.Proto,
+	type block struct {
+		pairs  [6]dto.LabelPair
+		values [6]string
+		ptrs   [6]*dto.LabelPair
 	}
-	names := slices.Sorted(maps.Keys(values))
-	lp := make([]*dto.LabelPair, len(names))
-	for i, n := range names {
-		lp[i] = &dto.LabelPair{Name: proto.String(n), Value: proto.String(values[n])}
+	b := &block{values: [6]string{strconv.FormatUint(l.Inode, 10), l.Address, netnsID, l.Port, l.process, l.Proto}}
+	for i := range b.pairs {
+		b.pairs[i].Name, b.pairs[i].Value = listenerLabelNames[i], &b.values[i]
+		b.ptrs[i] = &b.pairs[i]
 	}
-	return lp
+	return b.ptrs[:]
 }
 
 // sameLabels guards the cache against an inode reused by a new socket.
@@ -255,33 +263,42 @@ type exported struct {
 // returns the listeners to export plus how many were left out and why.
 func (x *ListenerExporter) Select(owners *owner.Resolver, ls []Listener) ([]exported, map[string]int) {
 	omitted := map[string]int{"filter": 0, "cap": 0, "owner_pending": 0}
-	ls = dedupByInode(ls)
 	f := x.filters
-	kept := ls[:0:0]
+	// One pass and one copy: scrapes of thousands of listeners should not
+	// copy them again at every step.
+	out := make([]exported, 0, len(ls))
 	inodes := make([]uint64, 0, len(ls))
+	// A dump under churn can report one socket twice, and a duplicate
+	// series would fail the whole scrape.
+	seen := make(map[uint64]struct{}, len(ls))
 	for _, l := range ls {
+		if _, dup := seen[l.Inode]; dup {
+			continue
+		}
+		seen[l.Inode] = struct{}{}
 		if !admits(f.ListenerInclude, f.ListenerExclude, l.Address) ||
 			(l.Port != "" && !admits(f.PortInclude, f.PortExclude, l.Port)) {
 			omitted["filter"]++
 			continue
 		}
-		kept = append(kept, l)
+		out = append(out, exported{Listener: l})
 		inodes = append(inodes, l.Inode)
 	}
 	names := owners.Lookup(inodes)
-	out := make([]exported, 0, len(kept))
-	for _, l := range kept {
-		comm, ok := names[l.Inode]
-		proc := printable([]byte(comm))
+	kept := out[:0]
+	for _, e := range out {
+		comm, ok := names[e.Inode]
+		e.process = printable([]byte(comm))
 		switch {
 		case !ok:
 			omitted["owner_pending"]++
-		case !admits(f.ProcessInclude, f.ProcessExclude, proc):
+		case !admits(f.ProcessInclude, f.ProcessExclude, e.process):
 			omitted["filter"]++
 		default:
-			out = append(out, exported{Listener: l, process: proc})
+			kept = append(kept, e)
 		}
 	}
+	out = kept
 	if len(out) > f.MaxListeners {
 		// Keep the oldest sockets (lowest inodes) so the exported set is
 		// stable while short-lived listeners come and go.
@@ -408,20 +425,6 @@ func compareLabels(a, b []*dto.LabelPair) int {
 		}
 	}
 	return cmp.Compare(len(a), len(b))
-}
-
-// dedupByInode drops repeated sockets: a dump under churn can report one
-// socket twice, and a duplicate series would fail the whole scrape.
-func dedupByInode(ls []Listener) []Listener {
-	seen := make(map[uint64]bool, len(ls))
-	out := ls[:0:0]
-	for _, l := range ls {
-		if !seen[l.Inode] {
-			seen[l.Inode] = true
-			out = append(out, l)
-		}
-	}
-	return out
 }
 
 // printable returns b with every byte that is not printable UTF-8, and the

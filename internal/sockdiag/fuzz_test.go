@@ -132,3 +132,41 @@ func FuzzParseUnixSocket(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseQueues feeds arbitrary bytes to the sampler's in-place decoders,
+// which must agree with the full decoders on every message both accept.
+func FuzzParseQueues(f *testing.F) {
+	for _, tc := range inetCases() {
+		f.Add(tc.msg, false)
+	}
+	for _, tc := range unixCases() {
+		f.Add(tc.msg, true)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, isUnix bool) {
+		if isUnix {
+			q, ok, err := ParseUnixQueue(b)
+			full, ferr := ParseUnixSocket(b)
+			if err != nil || !ok {
+				return
+			}
+			if ferr != nil {
+				t.Fatalf("queue decoder accepted what the full one rejects: %v", ferr)
+			}
+			if q.Inode != full.Inode || q.Length != full.RQueue || q.Limit != full.WQueue || !full.HasQueue {
+				t.Fatalf("queue %+v disagrees with socket %+v", q, full)
+			}
+			return
+		}
+		q, ok, err := ParseInetQueue(b)
+		full, ferr := ParseInetSocket(b)
+		if err != nil || !ok || ferr != nil {
+			if (err == nil) != (len(b) >= 72) {
+				t.Fatalf("%d bytes: err = %v", len(b), err)
+			}
+			return
+		}
+		if q.Inode != full.Inode || q.Length != full.RQueue || q.Limit != full.WQueue {
+			t.Fatalf("queue %+v disagrees with socket %+v", q, full)
+		}
+	})
+}

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-
-	"github.com/mdlayher/netlink"
 )
 
 // Kernel constants from linux/inet_diag.h, linux/sock_diag.h and
@@ -107,25 +105,15 @@ func ParseInetSocket(b []byte) (InetSocket, error) {
 	if len(b) == inetDiagMsgLen {
 		return s, nil
 	}
-	ad, err := netlink.NewAttributeDecoder(b[inetDiagMsgLen:])
+	// Walked in place: a scrape decodes thousands of these.
+	mem, err := findAttr(b[inetDiagMsgLen:], inetDiagSKMemInfo)
 	if err != nil {
 		return InetSocket{}, fmt.Errorf("inet_diag_msg attributes: %w", err)
 	}
-	ad.ByteOrder = binary.NativeEndian
-	for ad.Next() {
-		if ad.Type() != inetDiagSKMemInfo {
-			continue
-		}
-		mem := ad.Bytes()
-		if len(mem) < 4*(skMemInfoDrops+1) {
-			// Older kernels have fewer SK_MEMINFO fields: no drop counter.
-			continue
-		}
+	// Older kernels have fewer SK_MEMINFO fields: no drop counter.
+	if len(mem) >= 4*(skMemInfoDrops+1) {
 		s.Drops = ne.Uint32(mem[4*skMemInfoDrops:])
 		s.HasDrops = true
-	}
-	if err := ad.Err(); err != nil {
-		return InetSocket{}, fmt.Errorf("inet_diag_msg attributes: %w", err)
 	}
 	return s, nil
 }

@@ -2,6 +2,7 @@ package sockdiag
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/mdlayher/netlink"
@@ -91,23 +92,27 @@ func ParseUnixQueue(b []byte) (Queue, bool, error) {
 	return q, true, nil
 }
 
+// errBadAttribute reports a netlink attribute whose length does not fit.
+var errBadAttribute = errors.New("malformed netlink attribute")
+
 // findAttr returns the payload of the first netlink attribute of type typ,
-// walking the attributes without allocating.
+// checking the whole attribute stream is well formed, without allocating.
 func findAttr(b []byte, typ uint16) ([]byte, error) {
 	ne := binary.NativeEndian
+	var found []byte
 	for len(b) > 0 {
 		if len(b) < 4 {
-			return nil, fmt.Errorf("attribute header: %w: %d bytes", ErrShortMessage, len(b))
+			return nil, fmt.Errorf("%w: %d trailing bytes", errBadAttribute, len(b))
 		}
 		n := int(ne.Uint16(b[0:2]))
 		if n < 4 || n > len(b) {
-			return nil, fmt.Errorf("attribute length %d outside 4..%d", n, len(b))
+			return nil, fmt.Errorf("%w: length %d outside 4..%d", errBadAttribute, n, len(b))
 		}
 		// The top two bits of the type are flags (nested, byte order).
-		if ne.Uint16(b[2:4])&0x3fff == typ {
-			return b[4:n], nil
+		if found == nil && ne.Uint16(b[2:4])&0x3fff == typ {
+			found = b[4:n]
 		}
 		b = b[min((n+3)&^3, len(b)):]
 	}
-	return nil, nil
+	return found, nil
 }

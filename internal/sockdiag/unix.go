@@ -1,10 +1,9 @@
 package sockdiag
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
-
-	"github.com/mdlayher/netlink"
 )
 
 // Constants from linux/unix_diag.h.
@@ -75,25 +74,25 @@ func ParseUnixSocket(b []byte) (UnixSocket, error) {
 	if len(b) == unixDiagMsgLen {
 		return s, nil
 	}
-	ad, err := netlink.NewAttributeDecoder(b[unixDiagMsgLen:])
+	// The same in-place walk as the sampler's ParseUnixQueue, so the two
+	// decoders agree on every message.
+	attrs := b[unixDiagMsgLen:]
+	name, err := findAttr(attrs, unixDiagName)
 	if err != nil {
 		return UnixSocket{}, fmt.Errorf("unix_diag_msg attributes: %w", err)
 	}
-	ad.ByteOrder = ne
-	for ad.Next() {
-		switch ad.Type() {
-		case unixDiagName:
-			s.Name = ad.Bytes()
-		case unixDiagRQLen:
-			q := ad.Bytes()
-			if len(q) < 8 {
-				return UnixSocket{}, fmt.Errorf("unix_diag_msg: %w: UNIX_DIAG_RQLEN has %d bytes, want 8", ErrShortMessage, len(q))
-			}
-			s.RQueue, s.WQueue, s.HasQueue = ne.Uint32(q[0:4]), ne.Uint32(q[4:8]), true
-		}
+	if name != nil {
+		s.Name = bytes.Clone(name)
 	}
-	if err := ad.Err(); err != nil {
+	q, err := findAttr(attrs, unixDiagRQLen)
+	if err != nil {
 		return UnixSocket{}, fmt.Errorf("unix_diag_msg attributes: %w", err)
+	}
+	if q != nil {
+		if len(q) < 8 {
+			return UnixSocket{}, fmt.Errorf("unix_diag_msg: %w: UNIX_DIAG_RQLEN has %d bytes, want 8", ErrShortMessage, len(q))
+		}
+		s.RQueue, s.WQueue, s.HasQueue = ne.Uint32(q[0:4]), ne.Uint32(q[4:8]), true
 	}
 	return s, nil
 }
