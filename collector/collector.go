@@ -233,7 +233,7 @@ func Merge(gs ...prometheus.Gatherer) prometheus.Gatherer {
 // mergeFamilies joins two lists of families, sorted by name. Two families of
 // one name would make an invalid exposition; the second is dropped.
 func mergeFamilies(a, b []*dto.MetricFamily) []*dto.MetricFamily {
-	out := append(a[:len(a):len(a)], b...)
+	out := slices.Concat(a, b)
 	slices.SortStableFunc(out, func(x, y *dto.MetricFamily) int { return strings.Compare(x.GetName(), y.GetName()) })
 	return slices.CompactFunc(out, func(x, y *dto.MetricFamily) bool { return x.GetName() == y.GetName() })
 }
