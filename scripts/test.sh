@@ -70,5 +70,6 @@ for target in $(go test -list '^Fuzz' ./internal/sockdiag/ | grep '^Fuzz'); do
 	go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" ./internal/sockdiag/
 done
 
-log "benchmark smoke run"
+log "benchmark smoke runs"
 bash bench/run.sh --smoke
+bash bench/sampler.sh --quick
