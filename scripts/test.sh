@@ -33,11 +33,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-		# Package installs start services; the tests run their own on loopback.
-		for svc in prometheus nginx php*-fpm; do
-			systemctl stop "$svc" >/dev/null 2>&1 || true
+		# Package installs may start services; the tests run their own, on
+		# loopback in private namespaces, and need none of these.
+		for svc in prometheus prometheus-node-exporter nginx $(cd /etc/init.d 2>/dev/null && ls -d php*-fpm 2>/dev/null); do
+			systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 		done
-		pkill -x prometheus >/dev/null 2>&1 || true
 	else
 		echo "test.sh: missing ${need_pkgs[*]} and not root to install them" >&2
 	fi

@@ -208,16 +208,20 @@ func TestPHPFPMBurstFillsUnixQueue(t *testing.T) {
 		}
 	}
 	t.Logf("listenq_queue_length of %s in %d scrapes during the burst: %s", sock, len(seen), strings.Join(lengths, " "))
-	if maxLen < fpmBacklog+1 {
-		t.Errorf("highest listenq_queue_length scraped during the burst = %v, want %d (listen.backlog %d, full queue holds one more)",
-			maxLen, fpmBacklog+1, fpmBacklog)
+	// At its limit: a unix queue normally admits limit+1 before connect()
+	// fails with EAGAIN, and that is what the exporter reports as full. In
+	// about one run in fifteen the kernel answered EAGAIN with only limit
+	// connections queued for the whole burst, so "at the limit" is the
+	// assertion, and "full" where the queue did pass it.
+	if maxLen < fpmBacklog {
+		t.Errorf("highest listenq_queue_length scraped during the burst = %v, want at least the limit %d", maxLen, fpmBacklog)
 	}
 	t.Logf("after the burst: length %v, limit %v, peak %v, full for %.3fs, process %q", after.length, after.limit, after.peak, after.fullSeconds, after.process)
-	if after.peak != fpmBacklog+1 {
-		t.Errorf("listenq_queue_peak_length after the burst = %v, want %d", after.peak, fpmBacklog+1)
+	if after.peak < maxLen || after.peak < fpmBacklog {
+		t.Errorf("listenq_queue_peak_length after the burst = %v, want at least %v (the highest length scraped) and the limit %d", after.peak, maxLen, fpmBacklog)
 	}
-	if after.fullSeconds <= 0 {
-		t.Errorf("listenq_queue_full_seconds_total after the burst = %v, want > 0", after.fullSeconds)
+	if maxLen > fpmBacklog && after.fullSeconds <= 0 {
+		t.Errorf("listenq_queue_full_seconds_total after the burst = %v, want > 0: a scrape saw the queue full", after.fullSeconds)
 	}
 }
 
