@@ -13,10 +13,10 @@ import (
 	"github.com/listenq/listenq_exporter/internal/testns"
 )
 
-// BenchmarkScrape measures a whole /metrics request, handler and encoding
-// included, with 1,000 TCP listeners in the test's namespace and default
-// flags.
-func BenchmarkScrape(b *testing.B) {
+// benchHandler is the /metrics handler with default flags, over 1,000 TCP
+// listeners in the test's namespace.
+func benchHandler(b *testing.B) http.Handler {
+	b.Helper()
 	testns.Require(b)
 	for range 1000 {
 		testns.ListenTCP(b, "127.0.0.1:0", 128, false)
@@ -27,11 +27,18 @@ func BenchmarkScrape(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	b.Cleanup(cancel)
 	handler, err := newMetricsHandler(ctx, cfg, promslog.NewNopLogger())
 	if err != nil {
 		b.Fatal(err)
 	}
+	return handler
+}
+
+// BenchmarkScrape measures a whole /metrics request, handler and encoding
+// included.
+func BenchmarkScrape(b *testing.B) {
+	handler := benchHandler(b)
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	for b.Loop() {
 		rec := httptest.NewRecorder()
@@ -45,22 +52,7 @@ func BenchmarkScrape(b *testing.B) {
 // BenchmarkScrapeHTTP is BenchmarkScrape through a loopback HTTP server and
 // client, as Prometheus scrapes.
 func BenchmarkScrapeHTTP(b *testing.B) {
-	testns.Require(b)
-	for range 1000 {
-		testns.ListenTCP(b, "127.0.0.1:0", 128, false)
-	}
-	app := kingpin.New("bench", "")
-	cfg := addFlags(app)
-	if _, err := app.Parse(nil); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	handler, err := newMetricsHandler(ctx, cfg, promslog.NewNopLogger())
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(handler)
+	srv := httptest.NewServer(benchHandler(b))
 	defer srv.Close()
 	for b.Loop() {
 		resp, err := http.Get(srv.URL + "/metrics")
