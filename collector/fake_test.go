@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
@@ -48,6 +49,7 @@ func fixture(t *testing.T, netstat string) string {
 	for link, target := range map[string]string{
 		"self":      "4242",
 		"4242/fd/3": "socket:[1001]",
+		"4242/fd/5": "socket:[3003]",
 		"4242/fd/4": "pipe:[77]",
 	} {
 		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
@@ -89,10 +91,41 @@ func fakeDial(t *testing.T) func() (*sockdiag.Conn, error) {
 	}
 }
 
-// TestGoldenExposition pins the exposition format: names, Help, types and
-// labels are the contract dashboards and alerts depend on.
+// goldenUnixListeners are the fake kernel's unix listeners in the golden
+// exposition: a php-fpm-like socket nginx's fixture process holds, and an
+// abstract one nobody can be named for.
+var goldenUnixListeners = []sockdiag.UnixSocket{
+	unixSock(sockdiag.SockStream, 3003, "/run/php/fpm.sock", 3, 2),
+	unixSock(sockdiag.SockSeqPacket, 3004, "\x00listenq\x00", 0, 128),
+}
+
+// fakeKernelDial answers inet_diag dumps from fakeListeners and unix_diag
+// dumps from goldenUnixListeners.
+func fakeKernelDial(t *testing.T) func() (*sockdiag.Conn, error) {
+	return func() (*sockdiag.Conn, error) {
+		c := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+			if reqs[0].Data[0] == sockdiag.FamilyUnix {
+				return unixDumpReply(t, reqs[0], goldenUnixListeners, nil)
+			}
+			return inetDumpReply(t, reqs[0], fakeListeners[reqs[0].Data[0]])
+		})
+		return sockdiag.NewConn(c), nil
+	}
+}
+
+// TestGoldenExposition pins the exposition format of every collector and
+// the sampler: names, Help, types and labels are the contract dashboards
+// and alerts depend on.
 func TestGoldenExposition(t *testing.T) {
-	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeDial(t), nil, inetCollectors...)
+	s := NewSampler(time.Hour, time.Minute, discardLogger())
+	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeKernelDial(t), s, append(inetCollectors, "unix")...)
+	// One sampler round, by hand so the test does not race a goroutine:
+	// peaks are the lengths read, and time full starts at 0.
+	for _, src := range s.sources {
+		if err := src.sample(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	golden := filepath.Join("testdata", "exposition.prom")
 	if *update {
 		writeExposition(t, reg, golden)

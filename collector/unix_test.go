@@ -76,56 +76,61 @@ type unixDumps struct {
 // leaving out the names when the request does not ask for them; dumps
 // (optional) counts the dumps.
 func fakeUnixDial(t *testing.T, socks []sockdiag.UnixSocket, dumps *unixDumps) func() (*sockdiag.Conn, error) {
-	const showName, showRQLen = 0x01, 0x10 // UDIAG_SHOW_NAME, UDIAG_SHOW_RQLEN
 	return func() (*sockdiag.Conn, error) {
 		c := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
-			req := reqs[0]
-			if req.Header.Type != 20 || req.Header.Flags&netlink.Dump == 0 {
-				t.Errorf("request header %+v, want a SOCK_DIAG_BY_FAMILY dump", req.Header)
-			}
-			ne := binary.NativeEndian
-			if len(req.Data) != 24 || req.Data[0] != sockdiag.FamilyUnix {
-				t.Errorf("request %x, want a 24-byte AF_UNIX unix_diag_req", req.Data)
-				return nil, errors.New("bad request")
-			}
-			if states := ne.Uint32(req.Data[4:8]); states != 1<<sockdiag.StateListen {
-				t.Errorf("request states %#x, want LISTEN only", states)
-			}
-			show := ne.Uint32(req.Data[12:16])
-			switch show {
-			case showName | showRQLen:
-				if dumps != nil {
-					dumps.full.Add(1)
-				}
-			case showRQLen:
-				if dumps != nil {
-					dumps.queuesOnly.Add(1)
-				}
-			default:
-				t.Errorf("request show flags %#x, want UDIAG_SHOW_RQLEN with or without UDIAG_SHOW_NAME", show)
-			}
-			// Every part of a dump is NLM_F_MULTI and it ends with
-			// NLMSG_DONE, also when it matched nothing (nltest.Multipart
-			// leaves a lone message untouched, so it is not used here).
-			hdr := netlink.Header{Type: 20, Flags: netlink.Multi, Sequence: req.Header.Sequence, PID: nltest.PID}
-			var msgs []netlink.Message
-			for _, s := range socks {
-				if show&showName == 0 {
-					s.Name = nil
-				}
-				b, err := s.MarshalBinary()
-				if err != nil {
-					t.Error(err)
-					return nil, err
-				}
-				msgs = append(msgs, netlink.Message{Header: hdr, Data: b})
-			}
-			done := hdr
-			done.Type = netlink.Done
-			return append(msgs, netlink.Message{Header: done, Data: make([]byte, 4)}), nil
+			return unixDumpReply(t, reqs[0], socks, dumps)
 		})
 		return sockdiag.NewConn(c), nil
 	}
+}
+
+// unixDumpReply is the fake kernel's answer to the unix_diag dump request
+// req, after checking it.
+func unixDumpReply(t *testing.T, req netlink.Message, socks []sockdiag.UnixSocket, dumps *unixDumps) ([]netlink.Message, error) {
+	const showName, showRQLen = 0x01, 0x10 // UDIAG_SHOW_NAME, UDIAG_SHOW_RQLEN
+	if req.Header.Type != 20 || req.Header.Flags&netlink.Dump == 0 {
+		t.Errorf("request header %+v, want a SOCK_DIAG_BY_FAMILY dump", req.Header)
+	}
+	ne := binary.NativeEndian
+	if len(req.Data) != 24 || req.Data[0] != sockdiag.FamilyUnix {
+		t.Errorf("request %x, want a 24-byte AF_UNIX unix_diag_req", req.Data)
+		return nil, errors.New("bad request")
+	}
+	if states := ne.Uint32(req.Data[4:8]); states != 1<<sockdiag.StateListen {
+		t.Errorf("request states %#x, want LISTEN only", states)
+	}
+	show := ne.Uint32(req.Data[12:16])
+	switch show {
+	case showName | showRQLen:
+		if dumps != nil {
+			dumps.full.Add(1)
+		}
+	case showRQLen:
+		if dumps != nil {
+			dumps.queuesOnly.Add(1)
+		}
+	default:
+		t.Errorf("request show flags %#x, want UDIAG_SHOW_RQLEN with or without UDIAG_SHOW_NAME", show)
+	}
+	// Every part of a dump is NLM_F_MULTI and it ends with
+	// NLMSG_DONE, also when it matched nothing (nltest.Multipart
+	// leaves a lone message untouched, so it is not used here).
+	hdr := netlink.Header{Type: 20, Flags: netlink.Multi, Sequence: req.Header.Sequence, PID: nltest.PID}
+	var msgs []netlink.Message
+	for _, s := range socks {
+		if show&showName == 0 {
+			s.Name = nil
+		}
+		b, err := s.MarshalBinary()
+		if err != nil {
+			t.Error(err)
+			return nil, err
+		}
+		msgs = append(msgs, netlink.Message{Header: hdr, Data: b})
+	}
+	done := hdr
+	done.Type = netlink.Done
+	return append(msgs, netlink.Message{Header: done, Data: make([]byte, 4)}), nil
 }
 
 func TestReadUnixListeners(t *testing.T) {
