@@ -259,9 +259,9 @@ type exported struct {
 	process string
 }
 
-// Select applies deduplication, filters, owner lookup and the cap, and
+// selectListeners applies deduplication, filters, owner lookup and the cap, and
 // returns the listeners to export plus how many were left out and why.
-func (x *ListenerExporter) Select(owners *owner.Resolver, ls []Listener) ([]exported, map[string]int) {
+func (x *ListenerExporter) selectListeners(owners *owner.Resolver, ls []Listener) ([]exported, map[string]int) {
 	omitted := map[string]int{"filter": 0, "cap": 0, "owner_pending": 0}
 	f := x.filters
 	// One pass and one copy: scrapes of thousands of listeners should not
@@ -313,7 +313,7 @@ func (x *ListenerExporter) Select(owners *owner.Resolver, ls []Listener) ([]expo
 // into the scrape.
 func (x *ListenerExporter) Export(s Scrape, netnsID, protoName string, ls []Listener) {
 	st := x.source(netnsID, protoName)
-	out, omitted := x.Select(st.owners, ls)
+	out, omitted := x.selectListeners(st.owners, ls)
 	pairs := st.labelPairs(netnsID, out)
 	rows := make([]listenerRow, len(out))
 	for i, l := range out {

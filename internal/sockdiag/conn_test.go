@@ -182,35 +182,7 @@ func TestConnInetSockets(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, calls := dialChecked(t, body, tt.reply)
 			got, err := c.InetSockets(req)
-			if *calls != 1 {
-				t.Errorf("kernel saw %d requests, want 1", *calls)
-			}
-			if tt.errIs != nil || tt.errSub != "" {
-				if err == nil {
-					t.Fatalf("InetSockets() = %+v, want error", got)
-				}
-				if tt.errIs != nil && !errors.Is(err, tt.errIs) {
-					t.Errorf("error %q does not wrap %v", err, tt.errIs)
-				}
-				if !strings.Contains(err.Error(), tt.errSub) {
-					t.Errorf("error %q lacks context %q", err, tt.errSub)
-				}
-				if got != nil {
-					t.Errorf("got sockets %+v alongside error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("InetSockets() error: %v", err)
-			}
-			if got == nil || len(got) != len(tt.want) {
-				t.Fatalf("InetSockets() = %+v, want %+v", got, tt.want)
-			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Errorf("socket %d\n got %+v\nwant %+v", i, got[i], tt.want[i])
-				}
-			}
+			checkDump(t, "InetSockets", *calls, got, err, tt.want, tt.errIs, tt.errSub, func(a, b InetSocket) bool { return a == b })
 		})
 	}
 }
@@ -313,35 +285,43 @@ func TestConnUnixSockets(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, calls := dialChecked(t, body, tt.reply)
 			got, err := c.UnixSockets(UnixRequest{States: 1 << StateListen})
-			if *calls != 1 {
-				t.Errorf("kernel saw %d requests, want 1", *calls)
-			}
-			if tt.errIs != nil || tt.errSub != "" {
-				if err == nil {
-					t.Fatalf("UnixSockets() = %+v, want error", got)
-				}
-				if tt.errIs != nil && !errors.Is(err, tt.errIs) {
-					t.Errorf("error %q does not wrap %v", err, tt.errIs)
-				}
-				if !strings.Contains(err.Error(), tt.errSub) {
-					t.Errorf("error %q lacks context %q", err, tt.errSub)
-				}
-				if got != nil {
-					t.Errorf("got sockets %+v alongside error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("UnixSockets() error: %v", err)
-			}
-			if got == nil || len(got) != len(tt.want) {
-				t.Fatalf("UnixSockets() = %+v, want %+v", got, tt.want)
-			}
-			for i := range got {
-				if !unixEqual(got[i], tt.want[i]) {
-					t.Errorf("socket %d\n got %+v\nwant %+v", i, got[i], tt.want[i])
-				}
-			}
+			checkDump(t, "UnixSockets", *calls, got, err, tt.want, tt.errIs, tt.errSub, unixEqual)
 		})
+	}
+}
+
+// checkDump checks one dump's result against a table case: one request
+// sent; with errIs or errSub set, an error wrapping errIs and mentioning
+// errSub, and no sockets; otherwise exactly want, compared with eq.
+func checkDump[S any](t *testing.T, name string, calls int, got []S, err error, want []S, errIs error, errSub string, eq func(a, b S) bool) {
+	t.Helper()
+	if calls != 1 {
+		t.Errorf("kernel saw %d requests, want 1", calls)
+	}
+	if errIs != nil || errSub != "" {
+		if err == nil {
+			t.Fatalf("%s() = %+v, want error", name, got)
+		}
+		if errIs != nil && !errors.Is(err, errIs) {
+			t.Errorf("error %q does not wrap %v", err, errIs)
+		}
+		if !strings.Contains(err.Error(), errSub) {
+			t.Errorf("error %q lacks context %q", err, errSub)
+		}
+		if got != nil {
+			t.Errorf("got sockets %+v alongside error", got)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("%s() error: %v", name, err)
+	}
+	if got == nil || len(got) != len(want) {
+		t.Fatalf("%s() = %+v, want %+v", name, got, want)
+	}
+	for i := range got {
+		if !eq(got[i], want[i]) {
+			t.Errorf("socket %d\n got %+v\nwant %+v", i, got[i], want[i])
+		}
 	}
 }
