@@ -40,12 +40,9 @@ per_proc=9000
 port_base=20000
 metrics_port=9637
 
-usage() { sed -n '2,/^set -euo/{/^set/d; s/^# \{0,1\}//; p}' "$0"; }
-die() {
-	echo "run.sh: $*" >&2
-	exit 1
-}
-log() { echo "[$(date +%T)] $*" >&2; }
+self=run.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 while (($#)); do
 	case $1 in
@@ -69,17 +66,10 @@ procs=$(((connections + per_proc - 1) / per_proc))
 # alone accepts on them; each also gets its own source address.
 ((procs <= listeners)) || die "$connections connections need $procs processes, hence at least $procs listeners"
 ((procs <= 250)) || die "--connections $connections: too many processes"
-if ((EUID != 0)); then
-	# As the test suite does: without root, skip unless CI says to run.
-	if ((listeners == 100 && connections == 2000)) && [[ ${CI:-} != true ]]; then
-		echo "run.sh: not root: smoke run skipped (ip netns needs root)" >&2
-		exit 0
-	fi
-	die "needs root, for ip netns"
-fi
-for cmd in go ip ss timeout; do
-	command -v "$cmd" >/dev/null || die "$cmd not found on PATH"
-done
+smoke=""
+((listeners == 100 && connections == 2000)) && smoke=1
+need_root "$smoke"
+need_cmds go ip ss timeout
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d -t listenq-bench.XXXXXX)

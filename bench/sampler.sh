@@ -38,12 +38,9 @@ trials=""
 out=""
 nice=-20
 
-usage() { sed -n '2,/^set -euo/{/^set/d; s/^# \{0,1\}//; p}' "$0"; }
-die() {
-	echo "sampler.sh: $*" >&2
-	exit 1
-}
-log() { echo "[$(date +%T)] $*" >&2; }
+self=sampler.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 while (($#)); do
 	case $1 in
@@ -60,18 +57,8 @@ while (($#)); do
 done
 [[ -z $trials || $trials =~ ^[0-9]+$ ]] || die "--trials wants a number"
 [[ $nice =~ ^-?[0-9]+$ ]] || die "--nice wants a number"
-if ((EUID != 0)); then
-	# As bench/run.sh does: without root, skip the smoke run unless CI says
-	# it must run.
-	if [[ -n $quick && ${CI:-} != true ]]; then
-		echo "sampler.sh: not root: quick run skipped (ip netns needs root)" >&2
-		exit 0
-	fi
-	die "needs root, for ip netns"
-fi
-for cmd in go ip timeout getconf; do
-	command -v "$cmd" >/dev/null || die "$cmd not found on PATH"
-done
+need_root "$quick"
+need_cmds go ip timeout getconf
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d -t listenq-sampler.XXXXXX)

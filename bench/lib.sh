@@ -1,0 +1,31 @@
+# shellcheck shell=bash
+# Shared by the bench scripts; sourced, not run. The caller sets `self`
+# (its name, for messages) first.
+
+usage() { sed -n '2,/^set -euo/{/^set/d; s/^# \{0,1\}//; p}' "$0"; }
+# shellcheck disable=SC2154 # self is set by the sourcing script
+die() {
+	echo "$self: $*" >&2
+	exit 1
+}
+log() { echo "[$(date +%T)] $*" >&2; }
+
+# need_root SMOKE: the benchmarks build network namespaces. Without root a
+# smoke run (SMOKE non-empty) is skipped, as the test suite skips, unless CI
+# says it must run.
+need_root() {
+	((EUID == 0)) && return
+	if [[ -n $1 && ${CI:-} != true ]]; then
+		echo "$self: not root: smoke run skipped (ip netns needs root)" >&2
+		exit 0
+	fi
+	die "needs root, for ip netns"
+}
+
+# need_cmds CMD...: every CMD is on PATH.
+need_cmds() {
+	local cmd
+	for cmd in "$@"; do
+		command -v "$cmd" >/dev/null || die "$cmd not found on PATH"
+	done
+}
