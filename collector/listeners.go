@@ -17,7 +17,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/owner"
+	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
 // Listener is one listening socket as a collector read it from the kernel.
@@ -165,58 +167,44 @@ func admits(include, exclude *regexp.Regexp, s string) bool {
 // deduplication, filters, owner names, the cap.
 type ListenerExporter struct {
 	filters ListenerFilters
-	owners  *owner.Resolver
-
-	mu sync.Mutex
-	// sources holds the state of each protocol and namespace.
-	sources map[string]*sourceState
-}
-
-// sourceState is what the ListenerExporter keeps per protocol and
-// namespace: an owner Resolver with its own scan rate limit, and the label
-// pairs of every listener exported last time. A listener's labels never
-// change, so building them once (not on every scrape, for every metric)
-// takes most of the work out of exporting thousands of listeners.
-type sourceState struct {
+	// owners is the template of each source's own Resolver.
 	owners *owner.Resolver
-
-	mu     sync.Mutex
-	labels map[uint64][]*dto.LabelPair
 }
 
 // NewListenerExporter returns a ListenerExporter that names owners with
 // resolvers like owners.
 func NewListenerExporter(f ListenerFilters, owners *owner.Resolver) *ListenerExporter {
-	return &ListenerExporter{filters: f, owners: owners, sources: map[string]*sourceState{}}
+	return &ListenerExporter{filters: f, owners: owners}
 }
 
-func (x *ListenerExporter) source(netnsID, proto string) *sourceState {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	key := netnsID + "\x00" + proto
-	st, ok := x.sources[key]
-	if !ok {
-		st = &sourceState{owners: x.owners.Sibling(), labels: map[uint64][]*dto.LabelPair{}}
-		x.sources[key] = st
-	}
-	return st
+// newSource returns the source of one protocol's listeners in one namespace,
+// with an owner Resolver of its own, so that two collectors finding new
+// sockets in the same scrape do not hold each other back.
+func (x *ListenerExporter) newSource(ns *netns.Handle, proto string,
+	read func(*netns.Handle) ([]Listener, error),
+	queues func(*netns.Handle, []sockdiag.Queue) ([]sockdiag.Queue, error),
+) *source {
+	return &source{ns: ns, proto: proto, read: read, queues: queues, owners: x.owners.Sibling()}
 }
 
 // labelPairs returns each listener's label pairs, from the cache where the
-// listener was exported before, and forgets listeners that are gone.
-func (st *sourceState) labelPairs(netnsID string, out []exported) [][]*dto.LabelPair {
-	st.mu.Lock()
-	defer st.mu.Unlock()
+// listener was exported before, and forgets listeners that are gone. A
+// listener's labels never change, so building them once (not on every
+// scrape, for every metric) takes most of the work out of exporting
+// thousands of listeners.
+func (s *source) labelPairs(out []exported) [][]*dto.LabelPair {
+	s.labelMu.Lock()
+	defer s.labelMu.Unlock()
 	pairs := make([][]*dto.LabelPair, len(out))
 	live := make(map[uint64][]*dto.LabelPair, len(out))
 	for i, l := range out {
-		lp, ok := st.labels[l.Inode]
-		if !ok || !sameLabels(lp, netnsID, l) {
-			lp = makeLabelPairs(netnsID, l)
+		lp, ok := s.labels[l.Inode]
+		if !ok || !sameLabels(lp, s.ns.ID, l) {
+			lp = makeLabelPairs(s.ns.ID, l)
 		}
 		pairs[i], live[l.Inode] = lp, lp
 	}
-	st.labels = live
+	s.labels = live
 	return pairs
 }
 
@@ -309,12 +297,10 @@ func (x *ListenerExporter) selectListeners(owners *owner.Resolver, ls []Listener
 	return out, omitted
 }
 
-// Export puts the series of the listeners of one protocol in one namespace
-// into the scrape.
-func (x *ListenerExporter) Export(s Scrape, netnsID, protoName string, ls []Listener) {
-	st := x.source(netnsID, protoName)
-	out, omitted := x.selectListeners(st.owners, ls)
-	pairs := st.labelPairs(netnsID, out)
+// Export puts the series of src's listeners ls into the scrape.
+func (x *ListenerExporter) Export(s Scrape, src *source, ls []Listener) {
+	out, omitted := x.selectListeners(src.owners, ls)
+	pairs := src.labelPairs(out)
 	rows := make([]listenerRow, len(out))
 	for i, l := range out {
 		r := &rows[i]
@@ -334,7 +320,7 @@ func (x *ListenerExporter) Export(s Scrape, netnsID, protoName string, ls []List
 	}
 	s.listeners.add(rows)
 	for reason, n := range omitted {
-		s.Metrics <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), netnsID, protoName, reason)
+		s.Metrics <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), src.ns.ID, src.proto, reason)
 	}
 }
 

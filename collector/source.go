@@ -4,7 +4,10 @@ import (
 	"sync"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sampler"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
@@ -22,6 +25,11 @@ type source struct {
 	queues func(*netns.Handle, []sockdiag.Queue) ([]sockdiag.Queue, error)
 	// tracker is set when the sampler runs.
 	tracker *sampler.Tracker
+	// owners names the processes holding this source's sockets.
+	owners *owner.Resolver
+
+	labelMu sync.Mutex
+	labels  map[uint64][]*dto.LabelPair // see labelPairs
 
 	mu       sync.Mutex
 	inflight *readResult

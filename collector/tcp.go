@@ -40,7 +40,7 @@ type tcpCollector struct {
 func newTCPCollector(d Deps) (Collector, error) {
 	c := &tcpCollector{out: d.Listeners, syn: map[*source]*synCounter{}}
 	for _, ns := range d.Namespaces {
-		src := &source{ns: ns, proto: "tcp", read: ReadTCPListeners, queues: tcpQueues}
+		src := d.Listeners.newSource(ns, "tcp", ReadTCPListeners, tcpQueues)
 		d.Sampler.attach(src)
 		c.sources = append(c.sources, src)
 		if synQueueEnabled != nil && *synQueueEnabled {
@@ -70,7 +70,7 @@ func (c *tcpCollector) Update(s Scrape) error {
 		if sc := c.syn[src]; sc != nil {
 			ls = sc.attribute(ls)
 		}
-		c.out.Export(s, src.ns.ID, "tcp", ls)
+		c.out.Export(s, src, ls)
 	}
 	return nil
 }

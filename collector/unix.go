@@ -20,7 +20,7 @@ type unixCollector struct {
 func newUnixCollector(d Deps) (Collector, error) {
 	c := &unixCollector{out: d.Listeners}
 	for _, ns := range d.Namespaces {
-		src := &source{ns: ns, proto: "unix", read: ReadUnixListeners, queues: unixQueues}
+		src := d.Listeners.newSource(ns, "unix", ReadUnixListeners, unixQueues)
 		d.Sampler.attach(src)
 		c.sources = append(c.sources, src)
 	}
@@ -33,7 +33,7 @@ func (c *unixCollector) Update(s Scrape) error {
 		if err != nil {
 			return err
 		}
-		c.out.Export(s, src.ns.ID, "unix", src.withStats(ls))
+		c.out.Export(s, src, src.withStats(ls))
 	}
 	return nil
 }
