@@ -35,19 +35,23 @@ type Scrape struct {
 	// Metrics takes ordinary metrics, which go through the registry's
 	// consistency checks.
 	Metrics chan<- prometheus.Metric
-	// listeners takes per-listener series, built directly as metric
-	// families: thousands of listeners make tens of thousands of series,
-	// and skipping one prometheus.Metric (and its checks) per series halves
-	// the cost of a scrape.
-	listeners *listenerFamilies
+	// handles are the namespaces this scrape reads: one snapshot for all
+	// collectors, so they agree while discovery changes the set.
+	handles []*netns.Handle
+	// reads collects what the listener collectors read; the exporter turns
+	// all of it into series at once, so owners are looked up and the cap
+	// applied across every namespace and protocol.
+	reads *readBatches
+	// failures records which namespaces a collector could not read.
+	failures *nsFailures
 }
 
 // Deps is what collectors are built from.
 type Deps struct {
 	Logger *slog.Logger
-	// Namespaces are the network namespaces to read; the first is the
-	// exporter's own.
-	Namespaces []*netns.Handle
+	// Namespaces are the network namespaces to read, the host's first; the
+	// set may change between scrapes.
+	Namespaces netns.Namespaces
 	Listeners  *ListenerExporter
 	// Sampler samples the listener collectors in the background; nil when
 	// it is off.
@@ -126,8 +130,11 @@ var (
 type Exporter struct {
 	logger     *slog.Logger
 	sampler    *Sampler
+	namespaces netns.Namespaces
+	listeners  *ListenerExporter
 	collectors map[string]Collector
 	health     map[string]*health
+	nsHealth   *nsHealth
 }
 
 // health remembers whether a collector failed last time, so a failure is
@@ -139,7 +146,11 @@ type health struct {
 
 // New builds the collectors that sel switched on.
 func New(sel Selection, d Deps) (*Exporter, error) {
-	e := &Exporter{logger: d.Logger, sampler: d.Sampler, collectors: map[string]Collector{}, health: map[string]*health{}}
+	e := &Exporter{
+		logger: d.Logger, sampler: d.Sampler, namespaces: d.Namespaces, listeners: d.Listeners,
+		collectors: map[string]Collector{}, health: map[string]*health{}, nsHealth: newNSHealth(d.Logger),
+	}
+	d.Sampler.use(d.Namespaces, d.Listeners)
 	for _, r := range registrations {
 		if on := sel[r.name]; on == nil || !*on {
 			continue
@@ -173,14 +184,16 @@ func (e *Exporter) Start(ctx context.Context) {
 func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
 	fams := newListenerFamilies()
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(collectFunc(func(ch chan<- prometheus.Metric) { e.collect(Scrape{ch, fams}) })); err != nil {
+	if err := reg.Register(collectFunc(func(ch chan<- prometheus.Metric) { e.collect(ch, fams) })); err != nil {
 		return nil, err
 	}
 	mfs, err := reg.Gather()
 	return mergeFamilies(mfs, fams.families()), err
 }
 
-func (e *Exporter) collect(s Scrape) {
+func (e *Exporter) collect(ch chan<- prometheus.Metric, fams *listenerFamilies) {
+	handles := e.namespaces.Handles()
+	s := Scrape{Metrics: ch, handles: handles, reads: &readBatches{}, failures: &nsFailures{}}
 	var wg sync.WaitGroup
 	for name, c := range e.collectors {
 		wg.Add(1)
@@ -190,6 +203,10 @@ func (e *Exporter) collect(s Scrape) {
 		}()
 	}
 	wg.Wait()
+	e.listeners.export(s, fams)
+	e.listeners.prune(handles)
+	e.nsHealth.report(s, handles)
+	e.sampler.collect(ch)
 }
 
 func (e *Exporter) run(name string, c Collector, s Scrape) {

@@ -121,7 +121,7 @@ func TestGoldenExposition(t *testing.T) {
 	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeKernelDial(t), s, append(inetCollectors, "unix")...)
 	// One sampler round, by hand so the test does not race a goroutine:
 	// peaks are the lengths read, and time full starts at 0.
-	for _, src := range s.sources {
+	for _, src := range s.listeners.allSources(s.namespaces.Handles()) {
 		if err := src.sample(); err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/procfs"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/owner"
@@ -23,15 +22,7 @@ var inetCollectors = []string{"netstat", "sysctl", "tcp"}
 // and dumping sockets through dial, with the sampler s (nil: off).
 func newFakeRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, error), s *Sampler, collectors ...string) prometheus.Gatherer {
 	t.Helper()
-	fs, err := procfs.NewFS(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := fs.Self()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &netns.Handle{Proc: self, SysctlDir: filepath.Join(root, "sys"), Dial: dial}
+	ns := netns.NewFixed("", filepath.Join(root, "self", "net", "netstat"), filepath.Join(root, "sys"), dial)
 	sel := Selection{}
 	for _, name := range collectors {
 		on := true
@@ -39,7 +30,7 @@ func newFakeRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, err
 	}
 	e, err := New(sel, Deps{
 		Logger:     discardLogger(),
-		Namespaces: []*netns.Handle{ns},
+		Namespaces: netns.Static{ns},
 		Listeners:  NewListenerExporter(ListenerFilters{MaxListeners: 100}, owner.NewResolver(root, 0)),
 		Sampler:    s,
 	})

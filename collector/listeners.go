@@ -19,6 +19,7 @@ import (
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/owner"
+	"github.com/listenq/listenq_exporter/internal/sampler"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
@@ -83,8 +84,8 @@ var listenerMetrics = [numListenerMetrics]struct {
 }
 
 var omittedDesc = prometheus.NewDesc(namespace+"_listeners_omitted",
-	"Listeners seen in this scrape but not exported: reason=filter (excluded by --filter.* flags), cap (over --filter.max-listeners), owner_pending (new socket whose owner lookup is rate-limited; exported from the next scrape on).",
-	[]string{"netns", "proto", "reason"}, nil)
+	"Listeners seen in this scrape but not exported: reason=filter (excluded by --filter.* flags), cap (over --filter.max-listeners, counted across all namespaces), owner_pending (new socket whose owner lookup is rate-limited; exported from the next scrape on).",
+	[]string{"netns", "namespace", "pod", "proto", "reason"}, nil)
 
 // ListenerFilters are the cardinality controls shared by all listener
 // collectors.
@@ -92,7 +93,8 @@ type ListenerFilters struct {
 	ListenerInclude, ListenerExclude *regexp.Regexp
 	PortInclude, PortExclude         *regexp.Regexp
 	ProcessInclude, ProcessExclude   *regexp.Regexp
-	// MaxListeners caps the listeners exported per protocol and namespace.
+	// MaxListeners caps the listeners exported, across all protocols and
+	// namespaces.
 	MaxListeners int
 }
 
@@ -117,7 +119,7 @@ func AddFilterFlags(app *kingpin.Application) *FilterFlags {
 		processInclude:  re("process-include", "Export only listeners whose owning process name matches"),
 		processExclude:  re("process-exclude", "Do not export listeners whose owning process name matches"),
 		maxListeners: app.Flag("filter.max-listeners",
-			"Export at most this many listeners per protocol and network namespace; the rest are counted in listenq_listeners_omitted{reason=\"cap\"}.").
+			"Export at most this many listeners in all, across protocols and network namespaces (the oldest sockets are kept); the rest are counted in listenq_listeners_omitted{reason=\"cap\"}.").
 			Default("5000").Int(),
 	}
 }
@@ -163,28 +165,97 @@ func admits(include, exclude *regexp.Regexp, s string) bool {
 	return exclude == nil || !exclude.MatchString(s)
 }
 
-// ListenerExporter turns the listeners a collector read into metrics:
-// deduplication, filters, owner names, the cap.
+// ListenerExporter turns the listeners collectors read into series:
+// deduplication, filters, owner and container names, the cap. It also keeps
+// the per-namespace state of every listener source (shared reads, label
+// cache, sampler tracker), created when a namespace is first read and
+// dropped when it goes.
 type ListenerExporter struct {
 	filters ListenerFilters
-	// owners is the template of each source's own Resolver.
+	// owners is one Resolver for every namespace: socket inodes are unique
+	// host-wide, and one /proc scan names the owners of them all.
 	owners *owner.Resolver
+
+	mu        sync.Mutex
+	protocols map[string]protocol
+	sources   map[sourceKey]*source
+	// newTracker is set when the sampler runs.
+	newTracker func() *sampler.Tracker
+}
+
+// protocol is how one listener collector reads a namespace.
+type protocol struct {
+	read   func(*netns.Handle) ([]Listener, error)
+	queues func(*netns.Handle, []sockdiag.Queue) ([]sockdiag.Queue, error)
+}
+
+type sourceKey struct {
+	ns    *netns.Handle
+	proto string
 }
 
 // NewListenerExporter returns a ListenerExporter that names owners with
-// resolvers like owners.
+// owners.
 func NewListenerExporter(f ListenerFilters, owners *owner.Resolver) *ListenerExporter {
-	return &ListenerExporter{filters: f, owners: owners}
+	return &ListenerExporter{filters: f, owners: owners, protocols: map[string]protocol{}, sources: map[sourceKey]*source{}}
 }
 
-// newSource returns the source of one protocol's listeners in one namespace,
-// with an owner Resolver of its own, so that two collectors finding new
-// sockets in the same scrape do not hold each other back.
-func (x *ListenerExporter) newSource(ns *netns.Handle, proto string,
-	read func(*netns.Handle) ([]Listener, error),
-	queues func(*netns.Handle, []sockdiag.Queue) ([]sockdiag.Queue, error),
-) *source {
-	return &source{ns: ns, proto: proto, read: read, queues: queues, owners: x.owners.Sibling()}
+// register makes proto's sources readable, by scrapes and by the sampler.
+func (x *ListenerExporter) register(proto string, p protocol) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.protocols[proto] = p
+}
+
+// source returns the source of proto's listeners in ns, creating it the
+// first time.
+func (x *ListenerExporter) source(ns *netns.Handle, proto string) *source {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.sourceLocked(ns, proto)
+}
+
+func (x *ListenerExporter) sourceLocked(ns *netns.Handle, proto string) *source {
+	k := sourceKey{ns, proto}
+	if src, ok := x.sources[k]; ok {
+		return src
+	}
+	p := x.protocols[proto]
+	src := &source{ns: ns, proto: proto, read: p.read, queues: p.queues}
+	if x.newTracker != nil {
+		src.tracker = x.newTracker()
+	}
+	x.sources[k] = src
+	return src
+}
+
+// allSources returns the source of every registered protocol in every
+// namespace of handles, for a sampler round.
+func (x *ListenerExporter) allSources(handles []*netns.Handle) []*source {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]*source, 0, len(handles)*len(x.protocols))
+	for _, h := range handles {
+		for proto := range x.protocols {
+			out = append(out, x.sourceLocked(h, proto))
+		}
+	}
+	return out
+}
+
+// prune forgets the sources of namespaces that are no longer read.
+func (x *ListenerExporter) prune(handles []*netns.Handle) {
+	live := make(map[*netns.Handle]bool, len(handles))
+	for _, h := range handles {
+		live[h] = true
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k := range x.sources {
+		if !live[k.ns] {
+			delete(x.sources, k)
+		}
+	}
 }
 
 // labelPairs returns each listener's label pairs, from the cache where the
@@ -199,8 +270,8 @@ func (s *source) labelPairs(out []exported) [][]*dto.LabelPair {
 	live := make(map[uint64][]*dto.LabelPair, len(out))
 	for i, l := range out {
 		lp, ok := s.labels[l.Inode]
-		if !ok || !sameLabels(lp, s.ns.ID, l) {
-			lp = makeLabelPairs(s.ns.ID, l)
+		if !ok || !sameLabels(lp, s.ns, l) {
+			lp = makeLabelPairs(s.ns, l)
 		}
 		pairs[i], live[l.Inode] = lp, lp
 	}
@@ -208,25 +279,32 @@ func (s *source) labelPairs(out []exported) [][]*dto.LabelPair {
 	return pairs
 }
 
+const numListenerLabels = 9
+
 // listenerLabelNames are the labels of every per-listener series, sorted
 // as the exposition format wants them; all series share these strings.
-var listenerLabelNames = func() [6]*string {
-	var names [6]*string
-	for i, n := range [6]string{"inode", "listener", "netns", "port", "process", "proto"} {
+var listenerLabelNames = func() [numListenerLabels]*string {
+	var names [numListenerLabels]*string
+	for i, n := range [numListenerLabels]string{"container", "inode", "listener", "namespace", "netns", "pod", "port", "process", "proto"} {
 		names[i] = proto.String(n)
 	}
 	return names
 }()
 
+func listenerLabelValues(ns *netns.Handle, l exported) [numListenerLabels]string {
+	return [numListenerLabels]string{l.container, strconv.FormatUint(l.Inode, 10), l.Address,
+		ns.Identity.Namespace, ns.ID, ns.Identity.Pod, l.Port, l.process, l.Proto}
+}
+
 // makeLabelPairs builds a listener's label pairs in one allocation, so the
 // encoder, which reads every pair of every series, finds them together.
-func makeLabelPairs(netnsID string, l exported) []*dto.LabelPair {
+func makeLabelPairs(ns *netns.Handle, l exported) []*dto.LabelPair {
 	type block struct {
-		pairs  [6]dto.LabelPair
-		values [6]string
-		ptrs   [6]*dto.LabelPair
+		pairs  [numListenerLabels]dto.LabelPair
+		values [numListenerLabels]string
+		ptrs   [numListenerLabels]*dto.LabelPair
 	}
-	b := &block{values: [6]string{strconv.FormatUint(l.Inode, 10), l.Address, netnsID, l.Port, l.process, l.Proto}}
+	b := &block{values: listenerLabelValues(ns, l)}
 	for i := range b.pairs {
 		b.pairs[i].Name, b.pairs[i].Value = listenerLabelNames[i], &b.values[i]
 		b.ptrs[i] = &b.pairs[i]
@@ -235,93 +313,142 @@ func makeLabelPairs(netnsID string, l exported) []*dto.LabelPair {
 }
 
 // sameLabels guards the cache against an inode reused by a new socket.
-func sameLabels(lp []*dto.LabelPair, netnsID string, l exported) bool {
-	// Sorted order: inode, listener, netns, port, process, proto.
-	return lp[1].GetValue() == l.Address && lp[2].GetValue() == netnsID &&
-		lp[3].GetValue() == l.Port && lp[4].GetValue() == l.process && lp[5].GetValue() == l.Proto
+func sameLabels(lp []*dto.LabelPair, ns *netns.Handle, l exported) bool {
+	want := listenerLabelValues(ns, l)
+	for i, p := range lp {
+		if p.GetValue() != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // exported is a listener that passed every filter, with its owner.
 type exported struct {
 	Listener
-	process string
+	process, container string
+	batch              int
 }
 
-// selectListeners applies deduplication, filters, owner lookup and the cap, and
-// returns the listeners to export plus how many were left out and why.
-func (x *ListenerExporter) selectListeners(owners *owner.Resolver, ls []Listener) ([]exported, map[string]int) {
-	omitted := map[string]int{"filter": 0, "cap": 0, "owner_pending": 0}
+// readBatch is what one source read in one scrape.
+type readBatch struct {
+	src *source
+	ls  []Listener
+}
+
+// readBatches collects the reads of every listener collector in a scrape.
+type readBatches struct {
+	mu      sync.Mutex
+	batches []readBatch
+}
+
+func (r *readBatches) add(src *source, ls []Listener) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches = append(r.batches, readBatch{src, ls})
+}
+
+var omitReasons = [...]string{"filter", "cap", "owner_pending"}
+
+const (
+	omitFilter = iota
+	omitCap
+	omitPending
+)
+
+// selectListeners applies deduplication, filters, owner lookup and the cap
+// to everything read in a scrape, and returns the listeners to export plus
+// how many of each batch were left out and why.
+func (x *ListenerExporter) selectListeners(batches []readBatch) ([]exported, [][3]int) {
 	f := x.filters
-	// One pass and one copy: scrapes of thousands of listeners should not
-	// copy them again at every step.
-	out := make([]exported, 0, len(ls))
-	inodes := make([]uint64, 0, len(ls))
-	// A dump under churn can report one socket twice, and a duplicate
-	// series would fail the whole scrape.
-	seen := make(map[uint64]struct{}, len(ls))
-	for _, l := range ls {
-		if _, dup := seen[l.Inode]; dup {
-			continue
+	omitted := make([][3]int, len(batches))
+	var out []exported
+	var inodes []uint64
+	for bi, b := range batches {
+		// A dump under churn can report one socket twice, and a duplicate
+		// series would fail the whole scrape.
+		seen := make(map[uint64]struct{}, len(b.ls))
+		for _, l := range b.ls {
+			if _, dup := seen[l.Inode]; dup {
+				continue
+			}
+			seen[l.Inode] = struct{}{}
+			if !admits(f.ListenerInclude, f.ListenerExclude, l.Address) ||
+				(l.Port != "" && !admits(f.PortInclude, f.PortExclude, l.Port)) {
+				omitted[bi][omitFilter]++
+				continue
+			}
+			out = append(out, exported{Listener: l, batch: bi})
+			inodes = append(inodes, l.Inode)
 		}
-		seen[l.Inode] = struct{}{}
-		if !admits(f.ListenerInclude, f.ListenerExclude, l.Address) ||
-			(l.Port != "" && !admits(f.PortInclude, f.PortExclude, l.Port)) {
-			omitted["filter"]++
-			continue
-		}
-		out = append(out, exported{Listener: l})
-		inodes = append(inodes, l.Inode)
 	}
-	names := owners.Lookup(inodes)
+	owners := x.owners.LookupOwners(inodes)
 	kept := out[:0]
 	for _, e := range out {
-		comm, ok := names[e.Inode]
-		e.process = printable([]byte(comm))
+		o, ok := owners[e.Inode]
+		e.process, e.container = printable([]byte(o.Comm)), o.Container
 		switch {
 		case !ok:
-			omitted["owner_pending"]++
+			omitted[e.batch][omitPending]++
 		case !admits(f.ProcessInclude, f.ProcessExclude, e.process):
-			omitted["filter"]++
+			omitted[e.batch][omitFilter]++
 		default:
 			kept = append(kept, e)
 		}
 	}
 	out = kept
 	if len(out) > f.MaxListeners {
-		// Keep the oldest sockets (lowest inodes) so the exported set is
-		// stable while short-lived listeners come and go.
+		// Keep the oldest sockets (lowest inodes, host-wide) so the
+		// exported set is stable while short-lived listeners come and go.
 		slices.SortFunc(out, func(a, b exported) int { return cmp.Compare(a.Inode, b.Inode) })
-		omitted["cap"] = len(out) - f.MaxListeners
+		for _, e := range out[f.MaxListeners:] {
+			omitted[e.batch][omitCap]++
+		}
 		out = out[:f.MaxListeners]
 	}
 	return out, omitted
 }
 
-// Export puts the series of src's listeners ls into the scrape.
-func (x *ListenerExporter) Export(s Scrape, src *source, ls []Listener) {
-	out, omitted := x.selectListeners(src.owners, ls)
-	pairs := src.labelPairs(out)
-	rows := make([]listenerRow, len(out))
-	for i, l := range out {
-		r := &rows[i]
-		r.labels = pairs[i]
-		r.set(mQueueLength, float64(l.Length))
-		r.set(mQueueLimit, float64(l.Limit))
-		if l.HasDrops {
-			r.set(mDrops, float64(l.Drops))
+// export puts the series of everything the scrape read into fams.
+func (x *ListenerExporter) export(s Scrape, fams *listenerFamilies) {
+	s.reads.mu.Lock()
+	batches := s.reads.batches
+	s.reads.mu.Unlock()
+	out, omitted := x.selectListeners(batches)
+	byBatch := make([][]exported, len(batches))
+	for _, e := range out {
+		byBatch[e.batch] = append(byBatch[e.batch], e)
+	}
+	rows := make([]listenerRow, 0, len(out))
+	for bi, b := range batches {
+		pairs := b.src.labelPairs(byBatch[bi])
+		for i, l := range byBatch[bi] {
+			rows = append(rows, newListenerRow(pairs[i], l.Listener))
 		}
-		if l.HasStats {
-			r.set(mPeak, float64(l.Peak))
-			r.set(mFullSeconds, l.FullSeconds)
-		}
-		if l.HasSynQueue {
-			r.set(mSynQueue, float64(l.SynQueue))
+		labels := append(nsLabelValues(b.src.ns), b.src.proto, "")
+		for reason, n := range omitted[bi] {
+			labels[len(labels)-1] = omitReasons[reason]
+			s.Metrics <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), labels...)
 		}
 	}
-	s.listeners.add(rows)
-	for reason, n := range omitted {
-		s.Metrics <- prometheus.MustNewConstMetric(omittedDesc, prometheus.GaugeValue, float64(n), src.ns.ID, src.proto, reason)
+	fams.add(rows)
+}
+
+func newListenerRow(labels []*dto.LabelPair, l Listener) listenerRow {
+	r := listenerRow{labels: labels}
+	r.set(mQueueLength, float64(l.Length))
+	r.set(mQueueLimit, float64(l.Limit))
+	if l.HasDrops {
+		r.set(mDrops, float64(l.Drops))
 	}
+	if l.HasStats {
+		r.set(mPeak, float64(l.Peak))
+		r.set(mFullSeconds, l.FullSeconds)
+	}
+	if l.HasSynQueue {
+		r.set(mSynQueue, float64(l.SynQueue))
+	}
+	return r
 }
 
 // listenerRow is every metric of one listener in one scrape.

@@ -38,13 +38,13 @@ func newSampledRegistry(t *testing.T, s *Sampler, args ...string) prometheus.Gat
 	if err != nil {
 		t.Fatal(err)
 	}
-	self, err := netns.Self("/proc")
+	self, err := netns.Self("/proc", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e, err := New(sel, Deps{
 		Logger:     discardLogger(),
-		Namespaces: []*netns.Handle{self},
+		Namespaces: netns.Static{self},
 		Listeners:  NewListenerExporter(filters, owner.NewResolver("/proc", 0)),
 		Sampler:    s,
 	})

@@ -74,13 +74,13 @@ func TestKernelConcurrentScrapesShareReads(t *testing.T) {
 	for range 20 {
 		testns.ListenTCP(t, "127.0.0.1:0", 4, false)
 	}
-	self, err := netns.Self("/proc")
+	self, err := netns.Self("/proc", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := newTCPCollector(Deps{
 		Logger:     discardLogger(),
-		Namespaces: []*netns.Handle{self},
+		Namespaces: netns.Static{self},
 		Listeners:  NewListenerExporter(ListenerFilters{MaxListeners: 100}, owner.NewResolver("/proc", 0)),
 	})
 	if err != nil {
@@ -89,7 +89,7 @@ func TestKernelConcurrentScrapesShareReads(t *testing.T) {
 	tc := c.(*tcpCollector)
 	// Slow each read down so the scrapes overlap, as they do on a busy
 	// host.
-	src := tc.sources[0]
+	src := tc.out.source(self, "tcp")
 	read := src.read
 	src.read = func(ns *netns.Handle) ([]Listener, error) {
 		time.Sleep(50 * time.Millisecond)
@@ -104,11 +104,11 @@ func TestKernelConcurrentScrapesShareReads(t *testing.T) {
 			defer wg.Done()
 			ch := make(chan prometheus.Metric, 1000)
 			<-start
-			fams := newListenerFamilies()
-			if err := tc.Update(Scrape{Metrics: ch, listeners: fams}); err != nil {
+			s := Scrape{Metrics: ch, handles: []*netns.Handle{self}, reads: &readBatches{}, failures: &nsFailures{}}
+			if err := tc.Update(s); err != nil {
 				t.Error(err)
 			}
-			if n := len(fams.rows); n < 20 {
+			if n := len(s.reads.batches[0].ls); n < 20 {
 				t.Errorf("a scrape got %d listeners, want at least 20", n)
 			}
 		}()

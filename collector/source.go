@@ -7,7 +7,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
-	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sampler"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
@@ -25,8 +24,6 @@ type source struct {
 	queues func(*netns.Handle, []sockdiag.Queue) ([]sockdiag.Queue, error)
 	// tracker is set when the sampler runs.
 	tracker *sampler.Tracker
-	// owners names the processes holding this source's sockets.
-	owners *owner.Resolver
 
 	labelMu sync.Mutex
 	labels  map[uint64][]*dto.LabelPair // see labelPairs
@@ -71,6 +68,9 @@ func (s *source) Listeners() ([]Listener, error) {
 
 // sample is one sampler round for this source.
 func (s *source) sample() error {
+	if s.tracker == nil {
+		return nil
+	}
 	qs, err := s.queues(s.ns, s.queueBuf[:0])
 	if err != nil {
 		return err

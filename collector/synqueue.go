@@ -3,6 +3,7 @@ package collector
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -12,36 +13,32 @@ import (
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
-// synCounter counts pending handshakes (request sockets) per local address
-// in one namespace. The kernel keeps them in the established hash, so a dump
-// walks the whole connection table (milliseconds on a busy host): it runs in
-// the background at its own slow interval and scrapes read the last count.
-type synCounter struct {
-	ns       *netns.Handle
-	interval time.Duration
-	logger   *slog.Logger
+// synCounters count pending handshakes (request sockets) per local
+// address in every namespace. The kernel keeps them in the established
+// hash, so a dump walks the whole connection table (milliseconds on a busy
+// host): counting runs in the background at its own slow interval and
+// scrapes read the last count.
+type synCounters struct {
+	namespaces netns.Namespaces
+	interval   time.Duration
+	logger     *slog.Logger
 
-	mu     sync.Mutex
-	counts map[netip.AddrPort]uint32 // nil until the first count
+	mu       sync.Mutex
+	counts   map[*netns.Handle]map[netip.AddrPort]uint32
+	failing  map[*netns.Handle]bool
+	refreshs uint64
 }
 
-func newSynCounter(ns *netns.Handle, interval time.Duration, logger *slog.Logger) *synCounter {
-	return &synCounter{ns: ns, interval: interval, logger: logger}
+func newSynCounters(namespaces netns.Namespaces, interval time.Duration, logger *slog.Logger) *synCounters {
+	return &synCounters{namespaces: namespaces, interval: interval, logger: logger,
+		counts: map[*netns.Handle]map[netip.AddrPort]uint32{}, failing: map[*netns.Handle]bool{}}
 }
 
-func (c *synCounter) run(ctx context.Context) {
+func (c *synCounters) run(ctx context.Context) {
 	ticker := time.NewTicker(c.interval)
 	defer ticker.Stop()
-	failing := false
 	for {
-		err := c.refresh()
-		switch {
-		case err != nil && !failing:
-			c.logger.Error("cannot count SYN queues", "netns", c.ns.ID, "err", err)
-		case err == nil && failing:
-			c.logger.Info("counting SYN queues again", "netns", c.ns.ID)
-		}
-		failing = err != nil
+		c.refresh()
 		select {
 		case <-ctx.Done():
 			return
@@ -50,18 +47,47 @@ func (c *synCounter) run(ctx context.Context) {
 	}
 }
 
-func (c *synCounter) refresh() error {
-	// Asking for SYN_RECV makes the kernel include request sockets
-	// (TCP_NEW_SYN_RECV); asking for both is explicit about it.
-	socks, err := dumpInet(c.ns, 1<<sockdiag.StateSynRecv|1<<sockdiag.StateNewSynRecv, false)
-	if err != nil {
-		return err
+// refresh counts every namespace once, one after the other: this is slow
+// background work and must not compete with scrapes for the CPU.
+func (c *synCounters) refresh() {
+	handles := c.namespaces.Handles()
+	counts := make(map[*netns.Handle]map[netip.AddrPort]uint32, len(handles))
+	failing := make(map[*netns.Handle]bool, len(handles))
+	for _, h := range handles {
+		// Asking for SYN_RECV makes the kernel include request sockets
+		// (TCP_NEW_SYN_RECV); asking for both is explicit about it.
+		socks, err := dumpInet(h, 1<<sockdiag.StateSynRecv|1<<sockdiag.StateNewSynRecv, false)
+		c.mu.Lock()
+		was := c.failing[h]
+		c.mu.Unlock()
+		switch {
+		case errors.Is(err, netns.ErrClosed):
+			continue
+		case err != nil && !was:
+			c.logger.Error("cannot count SYN queues", "netns", h.ID, "err", err)
+		case err == nil && was:
+			c.logger.Info("counting SYN queues again", "netns", h.ID)
+		}
+		failing[h] = err != nil
+		if err == nil {
+			counts[h] = countByLocal(socks)
+		}
 	}
-	counts := countByLocal(socks)
 	c.mu.Lock()
-	c.counts = counts
+	c.counts, c.failing = counts, failing
+	c.refreshs++
 	c.mu.Unlock()
-	return nil
+}
+
+// attribute sets SynQueue on every TCP listener of h once a count exists.
+func (c *synCounters) attribute(h *netns.Handle, ls []Listener) []Listener {
+	c.mu.Lock()
+	counts := c.counts[h]
+	c.mu.Unlock()
+	if counts == nil {
+		return ls
+	}
+	return AttributeSynQueue(ls, counts)
 }
 
 func countByLocal(socks []sockdiag.InetSocket) map[netip.AddrPort]uint32 {
@@ -70,17 +96,6 @@ func countByLocal(socks []sockdiag.InetSocket) map[netip.AddrPort]uint32 {
 		counts[netip.AddrPortFrom(s.Local.Addr().Unmap(), s.Local.Port())]++
 	}
 	return counts
-}
-
-// attribute sets SynQueue on every TCP listener once a count exists.
-func (c *synCounter) attribute(ls []Listener) []Listener {
-	c.mu.Lock()
-	counts := c.counts
-	c.mu.Unlock()
-	if counts == nil {
-		return ls
-	}
-	return AttributeSynQueue(ls, counts)
 }
 
 // AttributeSynQueue assigns each count of pending handshakes, keyed by the

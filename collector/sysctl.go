@@ -20,7 +20,7 @@ type sysctl struct {
 }
 
 func newSysctlDesc(name, help string) *prometheus.Desc {
-	return prometheus.NewDesc(namespace+"_"+name, help, []string{"netns"}, nil)
+	return prometheus.NewDesc(namespace+"_"+name, help, nsLabels, nil)
 }
 
 var sysctls = []sysctl{
@@ -34,28 +34,27 @@ var sysctls = []sysctl{
 		"net.ipv4.tcp_abort_on_overflow: 1 if a full accept queue answers clients with a reset, 0 if it silently drops their handshake ACK.")},
 }
 
-type sysctlCollector struct {
-	namespaces []*netns.Handle
-}
+type sysctlCollector struct{}
 
-func newSysctlCollector(d Deps) (Collector, error) {
-	return &sysctlCollector{namespaces: d.Namespaces}, nil
-}
+func newSysctlCollector(Deps) (Collector, error) { return sysctlCollector{}, nil }
 
-func (c *sysctlCollector) Update(s Scrape) error {
-	var errs []error
-	for _, ns := range c.namespaces {
+// Update reads each namespace's own sysctls: a new namespace starts with
+// the kernel's defaults, not the host's, so a pod's somaxconn is its own.
+func (sysctlCollector) Update(s Scrape) error {
+	return forEachNamespace(s, "sysctl", func(h *netns.Handle) error {
+		var errs []error
+		labels := nsLabelValues(h)
 		for _, sc := range sysctls {
-			v, err := ns.Sysctl(sc.path)
+			v, err := h.Sysctl(sc.path)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				// Not on this kernel (or IPv4 not in this namespace): absent.
 			case err != nil:
-				errs = append(errs, fmt.Errorf("read sysctl %s of netns %q: %w", sc.path, ns.ID, err))
+				errs = append(errs, fmt.Errorf("read sysctl %s of netns %q: %w", sc.path, h.ID, err))
 			default:
-				s.Metrics <- prometheus.MustNewConstMetric(sc.desc, prometheus.GaugeValue, float64(v), ns.ID)
+				s.Metrics <- prometheus.MustNewConstMetric(sc.desc, prometheus.GaugeValue, float64(v), labels...)
 			}
 		}
-	}
-	return errors.Join(errs...)
+		return errors.Join(errs...)
+	})
 }

@@ -3,7 +3,6 @@ package collector
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"time"
@@ -32,47 +31,44 @@ func init() {
 }
 
 type tcpCollector struct {
-	sources []*source
-	syn     map[*source]*synCounter
-	out     *ListenerExporter
+	namespaces netns.Namespaces
+	out        *ListenerExporter
+	syn        *synCounters // nil unless SYN-queue counting is on
 }
 
 func newTCPCollector(d Deps) (Collector, error) {
-	c := &tcpCollector{out: d.Listeners, syn: map[*source]*synCounter{}}
-	for _, ns := range d.Namespaces {
-		src := d.Listeners.newSource(ns, "tcp", ReadTCPListeners, tcpQueues)
-		d.Sampler.attach(src)
-		c.sources = append(c.sources, src)
-		if synQueueEnabled != nil && *synQueueEnabled {
-			if *synQueueInterval <= 0 {
-				return nil, fmt.Errorf("--collector.tcp.syn-queue.interval must be positive, got %v", *synQueueInterval)
-			}
-			c.syn[src] = newSynCounter(ns, *synQueueInterval, d.Logger)
+	c := &tcpCollector{namespaces: d.Namespaces, out: d.Listeners}
+	d.Listeners.register("tcp", protocol{ReadTCPListeners, tcpQueues})
+	if synQueueEnabled != nil && *synQueueEnabled {
+		if *synQueueInterval <= 0 {
+			return nil, fmt.Errorf("--collector.tcp.syn-queue.interval must be positive, got %v", *synQueueInterval)
 		}
+		c.syn = newSynCounters(d.Namespaces, *synQueueInterval, d.Logger)
 	}
 	return c, nil
 }
 
 // Start runs SYN-queue counting in the background.
 func (c *tcpCollector) Start(ctx context.Context) {
-	for _, sc := range c.syn {
-		go sc.run(ctx)
+	if c.syn != nil {
+		go c.syn.run(ctx)
 	}
 }
 
 func (c *tcpCollector) Update(s Scrape) error {
-	for _, src := range c.sources {
+	return forEachNamespace(s, "tcp", func(h *netns.Handle) error {
+		src := c.out.source(h, "tcp")
 		ls, err := src.Listeners()
 		if err != nil {
 			return err
 		}
 		ls = src.withStats(ls)
-		if sc := c.syn[src]; sc != nil {
-			ls = sc.attribute(ls)
+		if c.syn != nil {
+			ls = c.syn.attribute(h, ls)
 		}
-		c.out.Export(s, src, ls)
-	}
-	return nil
+		s.reads.add(src, ls)
+		return nil
+	})
 }
 
 // ReadTCPListeners dumps the TCP listeners of one namespace, IPv4 and IPv6.
@@ -84,24 +80,27 @@ func ReadTCPListeners(ns *netns.Handle) ([]Listener, error) {
 		return nil, err
 	}
 	out := make([]Listener, 0, len(socks))
-	ifnames := ifNamer{}
 	for _, s := range socks {
-		out = append(out, tcpListener(s, ifnames.name(s.IfIndex)))
+		ifname := ""
+		if s.IfIndex != 0 {
+			ifname = ns.InterfaceName(s.IfIndex)
+		}
+		out = append(out, tcpListener(s, ifname))
 	}
 	return out, nil
 }
 
 // dumpInet runs one inet_diag dump per address family.
 func dumpInet(ns *netns.Handle, states uint32, memInfo bool) ([]sockdiag.InetSocket, error) {
-	conn, err := ns.Dial()
+	conn, err := ns.Conn()
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
 	var out []sockdiag.InetSocket
 	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
 		socks, err := conn.InetSockets(sockdiag.InetRequest{Family: family, States: states, MemInfo: memInfo})
 		if err != nil {
+			ns.Reset(conn)
 			return nil, err
 		}
 		out = append(out, socks...)
@@ -112,13 +111,13 @@ func dumpInet(ns *netns.Handle, states uint32, memInfo bool) ([]sockdiag.InetSoc
 // tcpQueues reads only the queue lengths of the TCP listeners, for the
 // sampler.
 func tcpQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error) {
-	conn, err := ns.Dial()
+	conn, err := ns.Conn()
 	if err != nil {
 		return dst, err
 	}
-	defer conn.Close()
 	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
 		if dst, err = conn.ListenQueues(family, dst); err != nil {
+			ns.Reset(conn)
 			return dst, err
 		}
 	}
@@ -150,23 +149,4 @@ func FormatInetAddress(ap netip.AddrPort, ifname string) string {
 		host += "%" + ifname
 	}
 	return host + ":" + strconv.Itoa(int(ap.Port()))
-}
-
-// ifNamer resolves interface indexes of SO_BINDTODEVICE listeners, once per
-// index per read; almost no listener has one.
-type ifNamer map[uint32]string
-
-func (n ifNamer) name(idx uint32) string {
-	if idx == 0 {
-		return ""
-	}
-	if s, ok := n[idx]; ok {
-		return s
-	}
-	s := strconv.FormatUint(uint64(idx), 10)
-	if ifi, err := net.InterfaceByIndex(int(idx)); err == nil {
-		s = ifi.Name
-	}
-	n[idx] = s
-	return s
 }

@@ -13,42 +13,37 @@ func init() {
 }
 
 type unixCollector struct {
-	sources []*source
-	out     *ListenerExporter
+	out *ListenerExporter
 }
 
 func newUnixCollector(d Deps) (Collector, error) {
-	c := &unixCollector{out: d.Listeners}
-	for _, ns := range d.Namespaces {
-		src := d.Listeners.newSource(ns, "unix", ReadUnixListeners, unixQueues)
-		d.Sampler.attach(src)
-		c.sources = append(c.sources, src)
-	}
-	return c, nil
+	d.Listeners.register("unix", protocol{ReadUnixListeners, unixQueues})
+	return &unixCollector{out: d.Listeners}, nil
 }
 
 func (c *unixCollector) Update(s Scrape) error {
-	for _, src := range c.sources {
+	return forEachNamespace(s, "unix", func(h *netns.Handle) error {
+		src := c.out.source(h, "unix")
 		ls, err := src.Listeners()
 		if err != nil {
 			return err
 		}
-		c.out.Export(s, src, src.withStats(ls))
-	}
-	return nil
+		s.reads.add(src, src.withStats(ls))
+		return nil
+	})
 }
 
 // ReadUnixListeners dumps the listening unix sockets (stream and seqpacket)
 // of one namespace. Sockets without a name (unnamed, socketpair) cannot be
 // told apart by a person and are skipped.
 func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
-	conn, err := ns.Dial()
+	conn, err := ns.Conn()
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
 	socks, err := conn.UnixSockets(sockdiag.UnixRequest{States: 1 << sockdiag.StateListen})
 	if err != nil {
+		ns.Reset(conn)
 		return nil, err
 	}
 	out := make([]Listener, 0, len(socks))
@@ -95,10 +90,13 @@ func FormatUnixName(raw []byte) string {
 // unixQueues reads only the queue lengths of the unix listeners, for the
 // sampler.
 func unixQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error) {
-	conn, err := ns.Dial()
+	conn, err := ns.Conn()
 	if err != nil {
 		return dst, err
 	}
-	defer conn.Close()
-	return conn.ListenQueues(sockdiag.FamilyUnix, dst)
+	dst, err = conn.ListenQueues(sockdiag.FamilyUnix, dst)
+	if err != nil {
+		ns.Reset(conn)
+	}
+	return dst, err
 }

@@ -23,7 +23,6 @@ import (
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/listenq/listenq_exporter/collector"
-	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/owner"
 )
 
@@ -39,6 +38,8 @@ type config struct {
 	webFlags        *web.FlagConfig
 	metricsPath     *string
 	procfs          *string
+	rootfs          *string
+	discovery       *discoveryFlags
 	ownerScanPeriod *time.Duration
 	samplerInterval *time.Duration
 	samplerWindow   *time.Duration
@@ -51,7 +52,9 @@ func addFlags(app *kingpin.Application) *config {
 	c := &config{
 		webFlags:    webflag.AddFlags(app, defaultAddress),
 		metricsPath: app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String(),
-		procfs:      app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").String(),
+		procfs:      app.Flag("path.procfs", "procfs mountpoint: the host's /proc (with the host's PID namespace) to see every process and network namespace.").Default("/proc").String(),
+		rootfs:      app.Flag("path.rootfs", "The host's root filesystem, where /run/netns, docker's netns mounts and the container runtimes' sockets are found (/host when the exporter runs in a container with the host's / mounted there).").Default("/").String(),
+		discovery:   addDiscoveryFlags(app),
 		ownerScanPeriod: app.Flag("owner.min-scan-interval",
 			"Shortest time between two scans of /proc/*/fd to name the process owning new listeners; a listener first seen while a scan is not allowed is exported once it is named.").
 			Default("5s").Duration(),
@@ -125,14 +128,18 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 	if interval < 0 || (interval > 0 && window < interval) {
 		return nil, fmt.Errorf("--sampler.interval (%v) must be 0 or positive and at most --sampler.window (%v)", interval, window)
 	}
-	self, err := netns.Self(*cfg.procfs)
+	if *cfg.ownerScanPeriod < 0 {
+		return nil, fmt.Errorf("--owner.min-scan-interval must not be negative, got %v", *cfg.ownerScanPeriod)
+	}
+	resolver := owner.NewResolver(*cfg.procfs, *cfg.ownerScanPeriod)
+	namespaces, extra, err := newNamespaces(ctx, cfg, resolver, logger)
 	if err != nil {
-		return nil, fmt.Errorf("--path.procfs: %w", err)
+		return nil, err
 	}
 	exporter, err := collector.New(cfg.collectors, collector.Deps{
 		Logger:     logger,
-		Namespaces: []*netns.Handle{self},
-		Listeners:  collector.NewListenerExporter(filters, owner.NewResolver(*cfg.procfs, *cfg.ownerScanPeriod)),
+		Namespaces: namespaces,
+		Listeners:  collector.NewListenerExporter(filters, resolver),
 		Sampler:    collector.NewSampler(interval, window, logger),
 	})
 	if err != nil {
@@ -145,6 +152,7 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(collector.Merge(exporter, reg), promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,

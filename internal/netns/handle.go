@@ -1,55 +1,202 @@
-// Package netns describes the network namespaces the exporter reads. A
-// collector reads one namespace through a Handle, so adding namespaces later
-// only adds handles.
 package netns
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
-	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
-// Handle is the way into one network namespace.
+// Sysctls are the sysctls a Handle can read: those that shape listen
+// queues. They are opened once inside the namespace, so they must be named
+// up front.
+var Sysctls = []string{
+	"net/core/somaxconn",
+	"net/ipv4/tcp_max_syn_backlog",
+	"net/ipv4/tcp_syncookies",
+	"net/ipv4/tcp_abort_on_overflow",
+}
+
+// Identity is who a network namespace belongs to. Every field may be empty:
+// the host's namespace, or a namespace no runtime claims.
+type Identity struct {
+	Namespace string // Kubernetes namespace of the pod
+	Pod       string // Kubernetes pod name
+	PodUID    string
+	Runtime   string // "containerd", "cri-o", "docker", ... or ""
+}
+
+// ErrClosed is returned by a Handle whose namespace is gone.
+var ErrClosed = errors.New("network namespace handle closed")
+
+// Handle is the way into one network namespace. It is safe for concurrent
+// use; the Set that made it closes it when the namespace goes.
 type Handle struct {
-	// ID is the value of the netns label: "" for the exporter's own namespace.
+	Key Key
+	// ID is the value of the netns label: "" for the host's namespace,
+	// else its /run/netns name or its inode number.
 	ID string
-	// Proc is a process inside the namespace; its net/ files (netstat, ...)
-	// describe the namespace.
-	Proc procfs.Proc
-	// SysctlDir is the /proc/sys directory that shows this namespace's
-	// sysctls.
-	SysctlDir string
-	// Dial opens a sock_diag socket in the namespace.
+	// Identity is settled before the Handle is first handed out and never
+	// changes, so the labels of its series never change either.
+	Identity Identity
+	// Dial opens a new sock_diag socket inside the namespace. Conn keeps
+	// one open; tests replace Dial with a fake kernel.
 	Dial func() (*sockdiag.Conn, error)
+
+	files  files
+	nsFile *os.File // nil when no entering is needed (own namespace)
+
+	mu      sync.Mutex
+	conn    *sockdiag.Conn
+	closed  bool
+	ifnames map[uint32]string
+}
+
+// files reads a namespace's netstat and sysctls.
+type files interface {
+	netstat() ([]byte, error)
+	sysctl(name string) ([]byte, error)
+	close()
+}
+
+// NewFixed returns a Handle that reads netstat and sysctls from paths, for
+// the exporter's own namespace and for fixture trees in tests.
+func NewFixed(id, netstatPath, sysctlDir string, dial func() (*sockdiag.Conn, error)) *Handle {
+	return &Handle{ID: id, Dial: dial, files: pathFiles{netstatPath, sysctlDir}}
 }
 
 // Self returns the handle of the exporter's own network namespace, reading
-// procfs mounted at procRoot.
-func Self(procRoot string) (*Handle, error) {
-	fs, err := procfs.NewFS(procRoot)
-	if err != nil {
-		return nil, fmt.Errorf("open procfs at %q: %w", procRoot, err)
+// procfs mounted at procRoot, with the netns label id.
+func Self(procRoot, id string) (*Handle, error) {
+	if _, err := os.Stat(filepath.Join(procRoot, "self", "net", "netstat")); err != nil {
+		return nil, fmt.Errorf("procfs at %q: %w", procRoot, err)
 	}
-	self, err := fs.Self()
-	if err != nil {
-		return nil, fmt.Errorf("find own process in procfs at %q: %w", procRoot, err)
+	h := NewFixed(id, filepath.Join(procRoot, "self", "net", "netstat"), filepath.Join(procRoot, "sys"),
+		func() (*sockdiag.Conn, error) { return sockdiag.Dial(0) })
+	if k, err := KeyOf(filepath.Join(procRoot, "self", "ns", "net")); err == nil {
+		h.Key = k
 	}
-	return &Handle{
-		Proc:      self,
-		SysctlDir: filepath.Join(procRoot, "sys"),
-		Dial:      func() (*sockdiag.Conn, error) { return sockdiag.Dial(0) },
-	}, nil
+	return h, nil
 }
 
-// Sysctl reads an integer sysctl such as "net/core/somaxconn".
+// SelfID is the netns label of the exporter's own namespace when every
+// namespace is read: "" when it is the host's (PID 1's), else its inode.
+func SelfID(procRoot string) string {
+	own, err := KeyOf(filepath.Join(procRoot, "self", "ns", "net"))
+	if err != nil {
+		return ""
+	}
+	host, err := KeyOf(filepath.Join(procRoot, "1", "ns", "net"))
+	if err != nil || host == own {
+		return ""
+	}
+	return own.String()
+}
+
+// open enters the namespace at path once, to open there what the Handle
+// keeps: a sock_diag socket and the netstat and sysctl files.
+func open(path string, want Key, id string, ident Identity) (*Handle, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		var k Key
+		if k, err = keyOfInfo(fi); err == nil && k != want {
+			// The process exited and its PID now names another one.
+			err = fmt.Errorf("%s: namespace changed while opening it", path)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	h := &Handle{Key: want, ID: id, Identity: ident, nsFile: f}
+	h.Dial = func() (*sockdiag.Conn, error) {
+		var c *sockdiag.Conn
+		err := inNamespace(f, func() (err error) { c, err = sockdiag.Dial(0); return err })
+		return c, err
+	}
+	var kept *keptFiles
+	err = inNamespace(f, func() (err error) {
+		if h.conn, err = sockdiag.Dial(0); err != nil {
+			return err
+		}
+		kept, err = openKept()
+		return err
+	})
+	if err != nil {
+		if h.conn != nil {
+			h.conn.Close()
+		}
+		f.Close()
+		return nil, err
+	}
+	h.files = kept
+	return h, nil
+}
+
+// Conn returns the namespace's long-lived sock_diag socket, opening it the
+// first time (or again after Reset).
+func (h *Handle) Conn() (*sockdiag.Conn, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if h.conn == nil {
+		c, err := h.Dial()
+		if err != nil {
+			return nil, err
+		}
+		h.conn = c
+	}
+	return h.conn, nil
+}
+
+// Reset drops c after a failed dump: a dump cut short leaves messages in
+// the socket that would confuse the next one.
+func (h *Handle) Reset(c *sockdiag.Conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conn == c && c != nil {
+		c.Close()
+		h.conn = nil
+	}
+}
+
+// Netstat returns the counters of one section of the namespace's
+// /proc/net/netstat ("TcpExt").
+func (h *Handle) Netstat(section string) (map[string]float64, error) {
+	if h.isClosed() {
+		return nil, ErrClosed
+	}
+	b, err := h.files.netstat()
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		return nil, errors.New("netstat: empty file")
+	}
+	return ParseNetstat(b, section)
+}
+
+// Sysctl reads one of Sysctls, such as "net/core/somaxconn", as seen inside
+// the namespace. A sysctl this kernel lacks gives an fs.ErrNotExist error.
 func (h *Handle) Sysctl(name string) (int64, error) {
-	b, err := os.ReadFile(filepath.Join(h.SysctlDir, name))
+	if h.isClosed() {
+		return 0, ErrClosed
+	}
+	b, err := h.files.sysctl(name)
 	if err != nil {
 		return 0, err
 	}
@@ -58,4 +205,133 @@ func (h *Handle) Sysctl(name string) (int64, error) {
 		return 0, fmt.Errorf("parse sysctl %s: %w", name, err)
 	}
 	return v, nil
+}
+
+// InterfaceName names the interface with index idx in this namespace (for
+// listeners bound to a device), or returns the index as a string.
+func (h *Handle) InterfaceName(idx uint32) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if name, ok := h.ifnames[idx]; ok {
+		return name
+	}
+	name := strconv.FormatUint(uint64(idx), 10)
+	lookup := func() error {
+		ifi, err := net.InterfaceByIndex(int(idx))
+		if err == nil {
+			name = ifi.Name
+		}
+		return err
+	}
+	if h.nsFile == nil {
+		_ = lookup()
+	} else if !h.closed {
+		_ = inNamespace(h.nsFile, lookup)
+	}
+	if h.ifnames == nil {
+		h.ifnames = map[uint32]string{}
+	}
+	h.ifnames[idx] = name
+	return name
+}
+
+// Close releases everything that keeps the namespace alive.
+func (h *Handle) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	if h.conn != nil {
+		h.conn.Close()
+		h.conn = nil
+	}
+	if h.files != nil {
+		h.files.close()
+	}
+	if h.nsFile != nil {
+		h.nsFile.Close()
+	}
+}
+
+func (h *Handle) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// pathFiles reads by path: right for the exporter's own namespace.
+type pathFiles struct{ netstatPath, sysctlDir string }
+
+func (p pathFiles) netstat() ([]byte, error) { return os.ReadFile(p.netstatPath) }
+func (p pathFiles) sysctl(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(p.sysctlDir, name))
+}
+func (p pathFiles) close() {}
+
+// keptFiles were opened inside another namespace and keep showing it.
+type keptFiles struct {
+	netstatFile *os.File
+	sysctls     map[string]*os.File
+	missing     map[string]error
+}
+
+// openKept runs inside the namespace. It uses the calling thread's own
+// procfs view: /proc/thread-self/net and /proc/sys follow the namespace of
+// the thread that opens them.
+func openKept() (*keptFiles, error) {
+	k := &keptFiles{sysctls: map[string]*os.File{}, missing: map[string]error{}}
+	f, err := os.Open("/proc/thread-self/net/netstat")
+	if err != nil {
+		return nil, err
+	}
+	k.netstatFile = f
+	for _, name := range Sysctls {
+		f, err := os.Open(filepath.Join("/proc/sys", name))
+		if err != nil {
+			k.missing[name] = err
+			continue
+		}
+		k.sysctls[name] = f
+	}
+	return k, nil
+}
+
+func (k *keptFiles) netstat() ([]byte, error) { return readAt0(k.netstatFile) }
+
+func (k *keptFiles) sysctl(name string) ([]byte, error) {
+	if f, ok := k.sysctls[name]; ok {
+		return readAt0(f)
+	}
+	if err, ok := k.missing[name]; ok {
+		return nil, err
+	}
+	return nil, fmt.Errorf("sysctl %s: %w", name, os.ErrNotExist)
+}
+
+func (k *keptFiles) close() {
+	k.netstatFile.Close()
+	for _, f := range k.sysctls {
+		f.Close()
+	}
+}
+
+// readAt0 reads a whole procfs file again from its start; procfs
+// regenerates the content for a read at offset 0.
+func readAt0(f *os.File) ([]byte, error) {
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Pread(int(f.Fd()), buf[len(buf):cap(buf)], int64(len(buf)))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }

@@ -17,7 +17,8 @@ import (
 )
 
 // Resolver answers "which process owns socket inode N". It is safe for
-// concurrent use.
+// concurrent use. Socket inodes are unique host-wide, so one Resolver serves
+// every network namespace.
 type Resolver struct {
 	procRoot    string
 	minInterval time.Duration
@@ -25,15 +26,30 @@ type Resolver struct {
 	// so memory follows the set of live sockets.
 	forgetAfter time.Duration
 	now         func() time.Time
+	// describe names the container of a newly resolved owner.
+	describe func(pid int) string
 
 	mu       sync.Mutex
 	owners   map[uint64]*entry
 	lastScan time.Time
 	scans    uint64
+	// held is every socket inode the last scan saw, with its lowest pid.
+	// Lookups inside the rate limit answer from it, so sockets of several
+	// protocols and namespaces first seen in one scrape all get named by one
+	// scan. Kept only until the next scan is allowed.
+	held map[uint64]int
+}
+
+// Owner is the process holding a socket.
+type Owner struct {
+	Comm string
+	PID  int
+	// Container is what the Resolver's describe function said of PID.
+	Container string
 }
 
 type entry struct {
-	comm     string
+	Owner
 	lastSeen time.Time
 }
 
@@ -49,21 +65,30 @@ func NewResolver(procRoot string, minInterval time.Duration) *Resolver {
 	}
 }
 
-// Sibling returns a Resolver with the same settings and its own cache and
-// rate limit. Each source of listeners (protocol and namespace) gets its
-// own, so two collectors that find new sockets in the same scrape do not
-// keep each other waiting.
-func (r *Resolver) Sibling() *Resolver {
-	s := NewResolver(r.procRoot, r.minInterval)
-	s.forgetAfter, s.now = r.forgetAfter, r.now
-	return s
+// SetDescriber makes the Resolver name the container of each owner it
+// resolves, once, with f.
+func (r *Resolver) SetDescriber(f func(pid int) string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.describe = f
 }
 
 // Lookup returns the owner's command name for each inode it can answer for;
-// "" means the scan found no process holding it (exited, or no permission to
-// read its fds). Inodes absent from the result are pending: they are new and
-// the scan rate limit has not yet allowed a scan.
+// see LookupOwners.
 func (r *Resolver) Lookup(inodes []uint64) map[uint64]string {
+	owners := r.LookupOwners(inodes)
+	out := make(map[uint64]string, len(owners))
+	for ino, o := range owners {
+		out[ino] = o.Comm
+	}
+	return out
+}
+
+// LookupOwners returns the owner of each inode it can answer for; a zero
+// Owner means the scan found no process holding it (exited, or no
+// permission to read its fds). Inodes absent from the result are pending:
+// they are new and the scan rate limit has not yet allowed a scan.
+func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -75,22 +100,48 @@ func (r *Resolver) Lookup(inodes []uint64) map[uint64]string {
 			unknown = append(unknown, ino)
 		}
 	}
-	if len(unknown) > 0 && (r.scans == 0 || now.Sub(r.lastScan) >= r.minInterval) {
-		found := scan(r.procRoot, unknown)
-		r.lastScan, r.scans = now, r.scans+1
+	canScan := r.scans == 0 || now.Sub(r.lastScan) >= r.minInterval
+	if canScan {
+		r.held = nil
+	}
+	if len(unknown) > 0 {
+		if canScan {
+			r.held = scan(r.procRoot)
+			r.lastScan, r.scans = now, r.scans+1
+		}
 		for _, ino := range unknown {
-			r.owners[ino] = &entry{comm: found[ino], lastSeen: now}
+			pid, ok := r.held[ino]
+			if !ok && !canScan {
+				continue // pending until the next scan
+			}
+			r.owners[ino] = &entry{Owner: r.owner(pid), lastSeen: now}
 		}
 	}
 	r.forget(now)
 
-	out := make(map[uint64]string, len(inodes))
+	out := make(map[uint64]Owner, len(inodes))
 	for _, ino := range inodes {
 		if e, ok := r.owners[ino]; ok {
-			out[ino] = e.comm
+			out[ino] = e.Owner
 		}
 	}
 	return out
+}
+
+func (r *Resolver) owner(pid int) Owner {
+	if pid == 0 {
+		return Owner{}
+	}
+	comm, err := readComm(filepath.Join(r.procRoot, strconv.Itoa(pid)))
+	if err != nil {
+		// Exited since the scan.
+		return Owner{}
+	}
+	o := Owner{Comm: comm, PID: pid}
+	if r.describe != nil {
+		o.Container = r.describe(pid)
+	}
+	return o
 }
 
 // Scans reports how many /proc scans the Resolver has made.
@@ -108,37 +159,28 @@ func (r *Resolver) forget(now time.Time) {
 	}
 }
 
-// scan walks the processes in ascending pid order and returns the command
-// name of the lowest pid holding each wanted inode; with a master and its
-// workers sharing a listener that is (usually) the master. It stops as soon
-// as every inode is found.
-func scan(procRoot string, wanted []uint64) map[uint64]string {
-	want := make(map[uint64]bool, len(wanted))
-	for _, ino := range wanted {
-		want[ino] = true
-	}
-	found := make(map[uint64]string, len(wanted))
+// scan walks the processes in ascending pid order and returns every socket
+// inode they hold with the lowest pid holding it; with a master and its
+// workers sharing a listener that is (usually) the master.
+func scan(procRoot string) map[uint64]int {
+	held := map[uint64]int{}
 	for _, pid := range pids(procRoot) {
 		pidDir := filepath.Join(procRoot, strconv.Itoa(pid))
-		held := socketInodes(filepath.Join(pidDir, "fd"), want)
-		if len(held) == 0 {
+		inodes := socketInodes(filepath.Join(pidDir, "fd"))
+		if len(inodes) == 0 {
 			continue
 		}
-		comm, err := readComm(pidDir)
-		if err != nil {
-			// The process exited between the fd walk and now; its sockets
-			// may still be held by a later pid.
+		if _, err := os.Stat(filepath.Join(pidDir, "comm")); err != nil {
+			// Exited during the walk: a later pid may hold the same sockets.
 			continue
 		}
-		for _, ino := range held {
-			found[ino] = comm
-			delete(want, ino)
-		}
-		if len(want) == 0 {
-			break
+		for _, ino := range inodes {
+			if _, ok := held[ino]; !ok {
+				held[ino] = pid
+			}
 		}
 	}
-	return found
+	return held
 }
 
 func pids(procRoot string) []int {
@@ -156,9 +198,9 @@ func pids(procRoot string) []int {
 	return out
 }
 
-// socketInodes returns the wanted socket inodes among a process's fds.
+// socketInodes returns the socket inodes among a process's fds.
 // Unreadable fd directories (permission, exited process) hold nothing.
-func socketInodes(fdDir string, want map[uint64]bool) []uint64 {
+func socketInodes(fdDir string) []uint64 {
 	d, err := os.Open(fdDir)
 	if err != nil {
 		return nil
@@ -175,7 +217,7 @@ func socketInodes(fdDir string, want map[uint64]bool) []uint64 {
 			continue
 		}
 		ino, ok := ParseSocketLink(target)
-		if ok && want[ino] && !slices.Contains(held, ino) {
+		if ok {
 			held = append(held, ino)
 		}
 	}

@@ -2,6 +2,7 @@ package sockdiag
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -13,8 +14,12 @@ const dumpBufferSize = 32 << 10
 
 // Conn is a NETLINK_SOCK_DIAG socket. It reports the sockets of the network
 // namespace it was opened in.
+//
+// A Conn is safe for concurrent use: dumps are serialised, since a reply
+// read by the wrong dump would corrupt both.
 type Conn struct {
-	c *netlink.Conn
+	mu sync.Mutex
+	c  *netlink.Conn
 }
 
 // Dial opens a sock_diag socket. netnsFD, when non-zero, is an open
@@ -79,6 +84,8 @@ func (c *Conn) dump(marshal func() ([]byte, error)) ([]netlink.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	msgs, err := c.c.Execute(netlink.Message{
 		Header: netlink.Header{
 			Type:  sockDiagByFamily,

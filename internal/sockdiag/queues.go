@@ -35,6 +35,8 @@ func (c *Conn) ListenQueues(family uint8, dst []Queue) ([]Queue, error) {
 	if err != nil {
 		return dst, err
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if _, err := c.c.Send(netlink.Message{
 		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
 		Data:   body,

@@ -95,6 +95,8 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 		"--web.listen-address="+exporterAddr,
 		"--sampler.interval=50ms",
 		"--collector.tcp.syn-queue",
+		// The test's private namespace is its world, labelled netns="".
+		"--no-netns.discovery",
 	)
 	procs := []*testbin.Proc{srv.proc, exp}
 	testbin.WaitFor(t, 20*time.Second, "the exporter to report the server's listeners", procs, func() (bool, string) {
@@ -103,8 +105,8 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, want := range []string{
-			fmt.Sprintf(`listener=%q,netns="",port=%q,process=%q,proto="tcp"`, listener, port, serverName),
-			fmt.Sprintf(`listener=%q,netns="",port="",process=%q,proto="unix"`, unixPath, serverName),
+			fmt.Sprintf(`listener=%q,namespace="",netns="",pod="",port=%q,process=%q,proto="tcp"`, listener, port, serverName),
+			fmt.Sprintf(`listener=%q,namespace="",netns="",pod="",port="",process=%q,proto="unix"`, unixPath, serverName),
 		} {
 			if !strings.Contains(body, want) {
 				return false, "no series with " + want

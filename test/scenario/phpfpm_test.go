@@ -317,7 +317,9 @@ func startExporter(t *testing.T, bin, dir string) exporter {
 	p := startProc(t, dir, bin,
 		"--web.listen-address="+addr,
 		"--sampler.interval=50ms",
-		"--owner.min-scan-interval=0s")
+		"--owner.min-scan-interval=0s",
+		// The test's private namespace is its world, labelled netns="".
+		"--no-netns.discovery")
 	return exporter{proc: p, url: "http://" + addr}
 }
 
