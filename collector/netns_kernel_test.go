@@ -27,7 +27,7 @@ type testPods map[netns.Key]netns.Identity
 func (p testPods) config() netns.SetConfig {
 	return netns.SetConfig{
 		Sources:  netns.Sources{ProcRoot: "/proc", NamedDir: "/run/netns"},
-		Identify: func(f netns.Found) netns.Identity { return p[f.Key] },
+		Identify: func(f netns.Found) (netns.Identity, bool) { return p[f.Key], true },
 		Admit:    func(id netns.Identity) bool { return id.Pod != "" },
 		Logger:   discardLogger(),
 	}

@@ -87,14 +87,14 @@ func main() {
 }
 
 func run(cfg *config, logger *slog.Logger) error {
-	handler, err := newMetricsHandler(context.Background(), cfg, logger)
-	if err != nil {
-		return err
-	}
 	if path := *cfg.webFlags.WebConfigFile; path != "" {
 		if err := web.Validate(path); err != nil {
 			return fmt.Errorf("--web.config.file %s: %w", path, err)
 		}
+	}
+	handler, err := newMetricsHandler(context.Background(), cfg, logger)
+	if err != nil {
+		return err
 	}
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "listenq_exporter",

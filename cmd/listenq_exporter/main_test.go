@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,14 @@ func TestBadInputFailsAtStartup(t *testing.T) {
 		{"unreadable procfs", []string{"--path.procfs=" + filepath.Join(t.TempDir(), "nope")}, "--path.procfs"},
 		{"bad web config", []string{"--web.config.file=" + badConfig}, "--web.config.file"},
 		{"missing web config", []string{"--web.config.file=" + badConfig + ".missing"}, "--web.config.file"},
+		{"bad namespace filter", []string{"--netns.namespace-include=team-(a"}, "--netns.namespace-include"},
+		{"bad pod filter", []string{"--netns.pod-exclude=[x"}, "--netns.pod-exclude"},
+		{"short refresh", []string{"--netns.refresh-interval=10ms"}, "--netns.refresh-interval"},
+		{"negative refresh", []string{"--netns.refresh-interval=-1s"}, "--netns.refresh-interval"},
+		{"bad runtime endpoint", []string{"--runtime.endpoint=tcp://10.0.0.1:1"}, "--runtime.endpoint"},
+		{"relative runtime endpoint", []string{"--runtime.endpoint=run/containerd.sock"}, "--runtime.endpoint"},
+		{"zero runtime timeout", []string{"--runtime.endpoint=/run/x.sock", "--runtime.timeout=0s"}, "--runtime.timeout"},
+		{"negative owner interval", []string{"--owner.min-scan-interval=-1s"}, "--owner.min-scan-interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--web.listen-address=127.0.0.1:" + testbin.FreePort(t)}, tc.args...)
@@ -256,4 +265,63 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDiscoveryWithoutPrivilege: run as nobody, with no capabilities, the
+// exporter cannot enter other namespaces. It serves its own, logs one line
+// saying what is missing, and counts the namespaces it could not read.
+func TestDiscoveryWithoutPrivilege(t *testing.T) {
+	testns.Require(t)
+	setpriv := testbin.RequireTool(t, "setpriv", "util-linux")
+	testns.AddNamedNetns(t, "denied")
+	// nobody must be able to run the binary.
+	dir, err := os.MkdirTemp("", "lq-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "listenq_exporter")
+	b, err := os.ReadFile(testbin.Exporter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l := testns.ListenTCP(t, "127.0.0.1:0", 3, false)
+	addr := "127.0.0.1:" + testbin.FreePort(t)
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		bin, "--web.listen-address="+addr, "--netns.discovery", "--runtime.disable")
+	p := testbin.StartCmd(t, cmd)
+	var body string
+	testbin.WaitFor(t, 10*time.Second, "a scrape with the own namespace's listener", []*testbin.Proc{p}, func() (bool, string) {
+		body, err = testbin.Get(http.DefaultClient, "http://"+addr+"/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(body, fmt.Sprintf(`inode="%d"`, l.Inode)), "listener not in scrape"
+	})
+	if !regexp.MustCompile(`(?m)^listenq_netns_discovered\{state="denied"\} [1-9]`).MatchString(body) {
+		t.Errorf("scrape does not count denied namespaces:\n%s", grepLines(body, "listenq_netns_discovered"))
+	}
+	if !regexp.MustCompile(`(?m)^listenq_netns_discovered\{state="read"\} 1$`).MatchString(body) {
+		t.Errorf("want exactly the own namespace read:\n%s", grepLines(body, "listenq_netns_discovered"))
+	}
+	const want = "cannot enter other network namespaces: needs CAP_SYS_ADMIN"
+	if n := strings.Count(p.Output(), want); n != 1 {
+		t.Errorf("log says %q %d times, want once:\n%s", want, n, p.Output())
+	}
+}
+
+func grepLines(body, substr string) string {
+	var out []string
+	for _, line := range strings.Split(body, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -29,10 +29,17 @@ func (s Static) Handles() []*Handle { return s }
 // SetConfig configures a Set.
 type SetConfig struct {
 	Sources Sources
-	// Identify says who a namespace belongs to; it may ask a container
-	// runtime, so it is called once per namespace, before the namespace is
-	// first handed out. nil leaves every Identity empty.
-	Identify func(Found) Identity
+	// Identify says who a namespace belongs to, and whether that is
+	// settled. It may ask a container runtime, so it is called once per
+	// namespace before the namespace is first handed out, and again on
+	// later refreshes while the answer is not settled (a pod whose runtime
+	// has not named it yet), for at most IdentityWait. nil leaves every
+	// Identity empty.
+	Identify func(Found) (Identity, bool)
+	// IdentityWait bounds how long a namespace waits for a settled
+	// identity before it is read with what is known; its labels never
+	// change afterwards.
+	IdentityWait time.Duration
 	// Admit filters namespaces by identity; nil admits all. A namespace
 	// left out is never opened.
 	Admit  func(Identity) bool
@@ -42,9 +49,11 @@ type SetConfig struct {
 // Stats describes the last discovery pass, for the exporter's own metrics.
 type Stats struct {
 	Read, Filtered, Denied, Failed int
-	Duration                       time.Duration
-	Refreshes                      uint64
-	LastError                      error
+	// Pending namespaces wait for their identity to settle.
+	Pending   int
+	Duration  time.Duration
+	Refreshes uint64
+	LastError error
 }
 
 // Set keeps one open Handle per discovered network namespace.
@@ -55,6 +64,7 @@ type Set struct {
 	refreshMu sync.Mutex // one Refresh at a time
 	hostKey   Key
 	skipped   map[Key]bool
+	pending   map[Key]time.Time // first seen, while the identity is not settled
 	loggedErr map[string]bool
 
 	mu      sync.Mutex
@@ -69,7 +79,7 @@ func NewSet(cfg SetConfig, self *Handle) *Set {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Set{cfg: cfg, self: self, skipped: map[Key]bool{}, loggedErr: map[string]bool{}, handles: map[Key]*Handle{}}
+	return &Set{cfg: cfg, self: self, skipped: map[Key]bool{}, pending: map[Key]time.Time{}, loggedErr: map[string]bool{}, handles: map[Key]*Handle{}}
 }
 
 // Handles returns the current handles, the host's first, then by netns ID.
@@ -142,6 +152,8 @@ func (s *Set) Refresh() error {
 		}
 		h, err := s.open(f)
 		switch {
+		case errors.Is(err, errPending):
+			st.Pending++
 		case errors.Is(err, errFiltered):
 			s.skipped[f.Key] = true
 			st.Filtered++
@@ -161,6 +173,11 @@ func (s *Set) Refresh() error {
 			delete(s.skipped, k)
 		}
 	}
+	for k := range s.pending {
+		if !live[k] || next[k] != nil || s.skipped[k] {
+			delete(s.pending, k)
+		}
+	}
 	st.Read = len(next)
 	st.Duration = time.Since(start)
 	s.publish(next, st)
@@ -172,12 +189,26 @@ func (s *Set) Refresh() error {
 	return nil
 }
 
-var errFiltered = errors.New("filtered out")
+var (
+	errFiltered = errors.New("filtered out")
+	errPending  = errors.New("identity not settled yet")
+)
 
 func (s *Set) open(f Found) (*Handle, error) {
 	var ident Identity
 	if s.cfg.Identify != nil && f.Key != s.hostKey {
-		ident = s.cfg.Identify(f)
+		var settled bool
+		ident, settled = s.cfg.Identify(f)
+		if !settled {
+			first, ok := s.pending[f.Key]
+			if !ok {
+				first = time.Now()
+				s.pending[f.Key] = first
+			}
+			if time.Since(first) < s.cfg.IdentityWait {
+				return nil, errPending
+			}
+		}
 	}
 	if s.cfg.Admit != nil && !s.cfg.Admit(ident) {
 		return nil, errFiltered

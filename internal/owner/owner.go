@@ -26,8 +26,12 @@ type Resolver struct {
 	// so memory follows the set of live sockets.
 	forgetAfter time.Duration
 	now         func() time.Time
-	// describe names the container of a newly resolved owner.
-	describe func(pid int) string
+	// describe names the container of a newly resolved owner, and says
+	// whether that answer is settled.
+	describe func(pid int) (string, bool)
+	// describeWait bounds how long an owner waits for a settled container
+	// name before it is answered with what is known.
+	describeWait time.Duration
 
 	mu       sync.Mutex
 	owners   map[uint64]*entry
@@ -51,6 +55,10 @@ type Owner struct {
 type entry struct {
 	Owner
 	lastSeen time.Time
+	// unsettled is when the container name was first found unsettled;
+	// zero once settled. Such an owner is not answered until it settles
+	// or describeWait passes, since labels never change once exported.
+	unsettled time.Time
 }
 
 // NewResolver returns a Resolver reading procfs at procRoot that scans at most
@@ -66,11 +74,11 @@ func NewResolver(procRoot string, minInterval time.Duration) *Resolver {
 }
 
 // SetDescriber makes the Resolver name the container of each owner it
-// resolves, once, with f.
-func (r *Resolver) SetDescriber(f func(pid int) string) {
+// resolves with f, once it is settled or wait has passed.
+func (r *Resolver) SetDescriber(f func(pid int) (string, bool), wait time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.describe = f
+	r.describe, r.describeWait = f, wait
 }
 
 // Lookup returns the owner's command name for each inode it can answer for;
@@ -96,6 +104,9 @@ func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
 	for _, ino := range inodes {
 		if e, ok := r.owners[ino]; ok {
 			e.lastSeen = now
+			if !e.unsettled.IsZero() {
+				r.settle(e, now)
+			}
 		} else {
 			unknown = append(unknown, ino)
 		}
@@ -114,18 +125,34 @@ func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
 			if !ok && !canScan {
 				continue // pending until the next scan
 			}
-			r.owners[ino] = &entry{Owner: r.owner(pid), lastSeen: now}
+			e := &entry{Owner: r.owner(pid), lastSeen: now, unsettled: now}
+			r.settle(e, now)
+			r.owners[ino] = e
 		}
 	}
 	r.forget(now)
 
 	out := make(map[uint64]Owner, len(inodes))
 	for _, ino := range inodes {
-		if e, ok := r.owners[ino]; ok {
+		if e, ok := r.owners[ino]; ok && e.unsettled.IsZero() {
 			out[ino] = e.Owner
 		}
 	}
 	return out
+}
+
+// settle asks for the container name of e's owner again, and marks e
+// settled when the answer is, or when it has waited long enough.
+func (r *Resolver) settle(e *entry, now time.Time) {
+	if r.describe == nil || e.PID == 0 {
+		e.unsettled = time.Time{}
+		return
+	}
+	name, ok := r.describe(e.PID)
+	e.Container = name
+	if ok || now.Sub(e.unsettled) >= r.describeWait {
+		e.unsettled = time.Time{}
+	}
 }
 
 func (r *Resolver) owner(pid int) Owner {
@@ -137,11 +164,7 @@ func (r *Resolver) owner(pid int) Owner {
 		// Exited since the scan.
 		return Owner{}
 	}
-	o := Owner{Comm: comm, PID: pid}
-	if r.describe != nil {
-		o.Container = r.describe(pid)
-	}
-	return o
+	return Owner{Comm: comm, PID: pid}
 }
 
 // Scans reports how many /proc scans the Resolver has made.
