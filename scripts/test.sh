@@ -19,11 +19,17 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages: promtool and the Prometheus server, nginx and php-fpm for
-# the scenario tests, nftables and iproute2 for the namespace tests.
+# the scenario tests, nftables and iproute2 for the namespace tests,
+# containerd, runc, the CNI plugins and busybox for real CRI pods, dockerd
+# for real Docker containers, setpriv for the privilege tests.
 need_pkgs=()
-for pair in promtool:prometheus ss:iproute2 nft:nftables nginx:nginx php-fpm:php-fpm curl:curl; do
+for pair in promtool:prometheus ss:iproute2 nft:nftables nginx:nginx php-fpm:php-fpm curl:curl \
+	containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
+	dockerd:docker.io /bin/busybox:busybox-static setpriv:util-linux; do
 	cmd=${pair%%:*} pkg=${pair#*:}
-	if ! command -v "$cmd" >/dev/null 2>&1 && ! compgen -c "$cmd" | grep -q .; then
+	if [[ $cmd == /* ]]; then
+		[ -e "$cmd" ] || need_pkgs+=("$pkg")
+	elif ! command -v "$cmd" >/dev/null 2>&1 && ! compgen -c "$cmd" | grep -q .; then
 		need_pkgs+=("$pkg")
 	fi
 done
@@ -35,7 +41,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 		apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 		# Package installs may start services; the tests run their own, on
 		# loopback in private namespaces, and need none of these.
-		for svc in prometheus prometheus-node-exporter nginx $(cd /etc/init.d 2>/dev/null && ls -d php*-fpm 2>/dev/null); do
+		for svc in prometheus prometheus-node-exporter nginx containerd docker docker.socket $(cd /etc/init.d 2>/dev/null && ls -d php*-fpm 2>/dev/null); do
 			systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 		done
 	else
@@ -66,8 +72,10 @@ log "go test"
 go test -count=1 ./...
 
 log "fuzz ($FUZZTIME each)"
-for target in $(go test -list '^Fuzz' ./internal/sockdiag/ | grep '^Fuzz'); do
-	go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" ./internal/sockdiag/
+for pkg in ./internal/sockdiag/ ./internal/netns/ ./internal/cgroup/; do
+	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg"
+	done
 done
 
 log "benchmark smoke runs"
