@@ -62,7 +62,8 @@ type rule struct {
 	Annotations map[string]string `yaml:"annotations"`
 }
 
-func loadAlerts(t *testing.T) []rule {
+// loadRules returns every rule of the rules file, recording and alerting.
+func loadRules(t *testing.T) []rule {
 	t.Helper()
 	raw, err := os.ReadFile(rulesFile)
 	if err != nil {
@@ -76,12 +77,19 @@ func loadAlerts(t *testing.T) []rule {
 	if err := yaml.Unmarshal(raw, &f); err != nil {
 		t.Fatalf("%s: %v", rulesFile, err)
 	}
-	var alerts []rule
+	var rules []rule
 	for _, g := range f.Groups {
-		for _, r := range g.Rules {
-			if r.Alert != "" {
-				alerts = append(alerts, r)
-			}
+		rules = append(rules, g.Rules...)
+	}
+	return rules
+}
+
+func loadAlerts(t *testing.T) []rule {
+	t.Helper()
+	var alerts []rule
+	for _, r := range loadRules(t) {
+		if r.Alert != "" {
+			alerts = append(alerts, r)
 		}
 	}
 	if len(alerts) == 0 {
@@ -121,6 +129,76 @@ func runbookAnchors(t *testing.T) map[string]bool {
 // namespace or the exporter: their expression reads listener metrics.
 var perListener = regexp.MustCompile(`listenq_(queue_|drops_total|syn_queue_length|socket:|listener:)`)
 
+// perNetns tells rules about one network namespace: their expression reads
+// per-namespace metrics (TcpExt counters, sysctls, omitted listeners, the
+// namespace's own scrape success and info).
+var perNetns = regexp.MustCompile(`listenq_(tcp_|somaxconn|netns_|netns:|listeners_omitted)`)
+
+// Identity labels. Every per-namespace and per-listener series carries
+// netns, namespace and pod; listener series also container. A node holds
+// the host's namespace and one per pod, so these labels are what keeps two
+// pods listening on the same address apart.
+var (
+	netnsIdentity    = []string{"netns", "namespace", "pod"}
+	listenerIdentity = []string{"netns", "namespace", "pod", "container"}
+)
+
+// identityOf returns the identity labels an expression's series carry: a
+// listener's, a namespace's, or none (exporter-level series).
+func identityOf(expr string) []string {
+	switch {
+	case perListener.MatchString(expr):
+		return listenerIdentity
+	case perNetns.MatchString(expr):
+		return netnsIdentity
+	}
+	return nil
+}
+
+// labelList matches PromQL's label lists: by (…), without (…), on (…) and
+// ignoring (…).
+var labelList = regexp.MustCompile(`\b(by|without|on|ignoring)\s*\(([^)]*)\)`)
+
+// TestRulesKeepIdentityLabels checks every rule's aggregations and joins:
+// by (…) must name every identity label of the series it folds and
+// without (…) none; on (…) must name netns, namespace and pod and
+// ignoring (…) none of them. Otherwise the listeners (or namespaces) of
+// two pods are added up, or joined across pods, and alerts lose the pod
+// they are about.
+func TestRulesKeepIdentityLabels(t *testing.T) {
+	for _, r := range loadRules(t) {
+		name := r.Record
+		if name == "" {
+			name = "alert " + r.Alert
+		}
+		identity := identityOf(r.Expr)
+		if identity == nil {
+			continue
+		}
+		for _, m := range labelList.FindAllStringSubmatch(r.Expr, -1) {
+			var labels []string
+			for _, l := range strings.Split(m[2], ",") {
+				if l = strings.TrimSpace(l); l != "" {
+					labels = append(labels, l)
+				}
+			}
+			// Aggregations keep the identity of the series they fold;
+			// joins (a listener with its namespace, at most) match on the
+			// namespace's.
+			keep := identity
+			if m[1] == "on" || m[1] == "ignoring" {
+				keep = netnsIdentity
+			}
+			for _, l := range keep {
+				listed := slices.Contains(labels, l)
+				if listed != (m[1] == "by" || m[1] == "on") {
+					t.Errorf("%s: %s (%s) loses %s, so series of different pods merge or cross: %s", name, m[1], m[2], l, strings.TrimSpace(r.Expr))
+				}
+			}
+		}
+	}
+}
+
 func TestAlertsAreLabelledAndDocumented(t *testing.T) {
 	anchors := runbookAnchors(t)
 	seen := map[string]bool{}
@@ -146,12 +224,21 @@ func TestAlertsAreLabelledAndDocumented(t *testing.T) {
 		} else if !anchors[anchor] {
 			t.Errorf("%s: %s has no section with anchor #%s", a.Alert, runbookFile, anchor)
 		}
-		// The description names what is in trouble, the summary where.
+		// The description names what is in trouble, the summary where,
+		// down to the pod and container when the alert is about one.
 		want := []string{"instance"}
+		wantSummary := []string{"instance"}
 		if perListener.MatchString(a.Expr) {
 			want = append(want, "listener", "process")
 			if !strings.Contains(a.Expr, `proto="unix"`) {
 				want = append(want, "port")
+			}
+		}
+		want = append(want, identityOf(a.Expr)...)
+		if id := identityOf(a.Expr); id != nil {
+			wantSummary = append(wantSummary, "namespace", "pod")
+			if slices.Contains(id, "container") {
+				wantSummary = append(wantSummary, "container")
 			}
 		}
 		for _, l := range want {
@@ -159,8 +246,10 @@ func TestAlertsAreLabelledAndDocumented(t *testing.T) {
 				t.Errorf("%s: description does not name the %s ($labels.%s)", a.Alert, l, l)
 			}
 		}
-		if !strings.Contains(a.Annotations["summary"], "$labels.instance") {
-			t.Errorf("%s: summary does not name the instance", a.Alert)
+		for _, l := range wantSummary {
+			if !strings.Contains(a.Annotations["summary"], "$labels."+l) {
+				t.Errorf("%s: summary does not name the %s ($labels.%s)", a.Alert, l, l)
+			}
 		}
 	}
 }
@@ -261,6 +350,80 @@ func TestEveryAlertIsUnitTested(t *testing.T) {
 		}
 		if !boundary {
 			t.Errorf("%s: no promtool test checks its for: boundary (absent one evaluation before it is expected)", a.Alert)
+		}
+	}
+}
+
+// expectedFirings returns, per alert name, the label sets each evaluation
+// of the promtool tests expects to fire.
+func expectedFirings(t *testing.T) map[string][][]map[string]string {
+	t.Helper()
+	out := map[string][][]map[string]string{}
+	for _, file := range testFiles(t) {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ut unitTests
+		if err := yaml.Unmarshal(raw, &ut); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, tc := range ut.Tests {
+			for _, at := range tc.AlertRuleTest {
+				var eval []map[string]string
+				for _, e := range at.ExpAlerts {
+					eval = append(eval, e.ExpLabels)
+				}
+				out[at.Alertname] = append(out[at.Alertname], eval)
+			}
+		}
+	}
+	return out
+}
+
+// TestAlertsAreUnitTestedPerPod requires, for every alert about a listener
+// or a network namespace, promtool tests in which it fires for a pod (with
+// namespace and pod labels, and container for a listener) and for
+// something outside any pod (those labels empty, as on the host); and for
+// listener alerts, an evaluation in which two pods of different Kubernetes
+// namespaces with the same listener and port fire as two alerts.
+func TestAlertsAreUnitTestedPerPod(t *testing.T) {
+	firings := expectedFirings(t)
+	for _, a := range loadAlerts(t) {
+		identity := identityOf(a.Expr)
+		if identity == nil {
+			continue
+		}
+		isListener := slices.Contains(identity, "container")
+		var forPod, outsidePods, twoPods bool
+		for _, eval := range firings[a.Alert] {
+			for i, l := range eval {
+				switch {
+				case l["pod"] == "" && l["namespace"] == "":
+					outsidePods = true
+				case l["pod"] != "" && l["namespace"] != "" && (!isListener || l["container"] != ""):
+					forPod = true
+				}
+				for _, m := range eval[i+1:] {
+					if l["pod"] != "" && m["pod"] != "" && l["namespace"] != m["namespace"] &&
+						l["listener"] == m["listener"] && l["port"] == m["port"] {
+						twoPods = true
+					}
+				}
+			}
+		}
+		if !forPod {
+			want := "namespace and pod"
+			if isListener {
+				want = "namespace, pod and container"
+			}
+			t.Errorf("%s: no promtool test expects it to fire for a pod (with %s labels)", a.Alert, want)
+		}
+		if !outsidePods {
+			t.Errorf("%s: no promtool test expects it to fire outside any pod (namespace and pod empty, as on the host)", a.Alert)
+		}
+		if isListener && !twoPods {
+			t.Errorf("%s: no promtool test expects two pods in different Kubernetes namespaces with the same listener and port to fire as two alerts", a.Alert)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -33,9 +34,36 @@ const (
 
 func TestMain(m *testing.M) { os.Exit(testbin.Wrap(m).Run()) }
 
+// pendingExporterMetrics are the metrics the dashboard and the rules use
+// that the exporter does not serve yet (network-namespace discovery and
+// container-runtime identity are being added to it). TestMetricsExist logs
+// these instead of failing when a scrape lacks them. Remove each name once
+// the exporter serves it (the test says so when it sees one).
+//
+var pendingExporterMetrics = map[string]bool{}
+
 // prometheusMetrics are series Prometheus itself writes for every target;
 // the dashboard and rules may use them although no exporter serves them.
 var prometheusMetrics = map[string]bool{"up": true}
+
+// exporterMetrics are the exporter's own series: about the exporter
+// process, not about a network namespace or a listener, so they carry no
+// netns, namespace or pod label and are not filtered on them. Every other
+// listenq_ metric (and every recording rule) is about a namespace or a
+// listener and carries netns, namespace and pod.
+var exporterMetrics = map[string]bool{
+	"listenq_exporter_build_info":               true,
+	"listenq_scrape_collector_success":          true,
+	"listenq_scrape_collector_duration_seconds": true,
+	"listenq_netns_discovered":                  true,
+	"listenq_netns_discovery_duration_seconds":  true,
+	"listenq_runtime_up":                        true,
+	"listenq_sampler_round_duration_seconds":    true,
+}
+
+// identityVars are the dashboard variables that pick pods. Host series
+// have namespace="" and pod="", so their All value must match "".
+var identityVars = []string{"namespace", "pod"}
 
 // --- the dashboard ---------------------------------------------------------
 
@@ -49,20 +77,29 @@ type dashboard struct {
 }
 
 type panel struct {
-	ID          int             `json:"id"`
-	Type        string          `json:"type"`
-	Title       string          `json:"title"`
-	Description string          `json:"description"`
-	Datasource  json.RawMessage `json:"datasource"`
-	Targets     []target        `json:"targets"`
-	Panels      []panel         `json:"panels"` // a collapsed row's panels
-	Repeat      string          `json:"repeat"`
+	ID              int              `json:"id"`
+	Type            string           `json:"type"`
+	Title           string           `json:"title"`
+	Description     string           `json:"description"`
+	Datasource      json.RawMessage  `json:"datasource"`
+	Targets         []target         `json:"targets"`
+	Panels          []panel          `json:"panels"` // a collapsed row's panels
+	Repeat          string           `json:"repeat"`
+	Transformations []transformation `json:"transformations"`
 }
 
 type target struct {
-	RefID      string          `json:"refId"`
-	Expr       string          `json:"expr"`
-	Datasource json.RawMessage `json:"datasource"`
+	RefID        string          `json:"refId"`
+	Expr         string          `json:"expr"`
+	Datasource   json.RawMessage `json:"datasource"`
+	LegendFormat string          `json:"legendFormat"`
+}
+
+type transformation struct {
+	ID      string `json:"id"`
+	Options struct {
+		IndexByName map[string]int `json:"indexByName"`
+	} `json:"options"`
 }
 
 type variable struct {
@@ -71,6 +108,8 @@ type variable struct {
 	Datasource json.RawMessage `json:"datasource"`
 	Query      json.RawMessage `json:"query"`
 	Definition string          `json:"definition"`
+	IncludeAll bool            `json:"includeAll"`
+	AllValue   string          `json:"allValue"`
 }
 
 // queryText returns a query variable's query, which Grafana stores either
@@ -263,6 +302,47 @@ func TestDashboardStructure(t *testing.T) {
 		checkDatasource(t, "variable "+name, v.Datasource, true)
 	}
 
+	// namespace and pod pick pods; pod lists the pods of the picked
+	// namespaces, and the listener picker the listeners of the picked pods.
+	// Their All value must match the host's empty labels too.
+	for _, name := range identityVars {
+		v, ok := vars[name]
+		if !ok || v.Type != "query" || !labelValuesQuery.MatchString(v.queryText()) {
+			t.Errorf("want a query variable %s using label_values(...), got %+v", name, v)
+			continue
+		}
+		if got := labelValuesQuery.FindStringSubmatch(v.queryText())[2]; got != name {
+			t.Errorf("variable %s lists values of label %s", name, got)
+		}
+		checkDatasource(t, "variable "+name, v.Datasource, true)
+		if !v.IncludeAll {
+			t.Errorf("variable %s: want includeAll, so the dashboard can show every pod and the host", name)
+		}
+		if re, err := regexp.Compile("^(?:" + v.AllValue + ")$"); err != nil || v.AllValue == "" || !re.MatchString("") || !re.MatchString("shop") {
+			t.Errorf("variable %s: allValue %q must be a regexp matching every value and the empty one (host series have %s=\"\"), such as \".*\"", name, v.AllValue, name)
+		}
+	}
+	for name, uses := range map[string][]string{"pod": {"namespace"}, "listener": {"namespace", "pod"}} {
+		for _, u := range uses {
+			if v, ok := vars[name]; ok && !usesVar(v.queryText(), u) {
+				t.Errorf("variable %s does not depend on $%s: %s", name, u, v.queryText())
+			}
+		}
+	}
+	// A variable's query can only use variables Grafana has resolved
+	// before it: those defined earlier in the list.
+	for i, v := range d.Templating.List {
+		for _, m := range varRef.FindAllStringSubmatch(v.queryText(), -1) {
+			ref := m[1] + m[2] + m[3]
+			if _, builtin := builtinVars[ref]; builtin {
+				continue
+			}
+			if !slices.ContainsFunc(d.Templating.List[:i], func(w variable) bool { return w.Name == ref }) {
+				t.Errorf("variable %s uses $%s, which is not defined before it", v.Name, ref)
+			}
+		}
+	}
+
 	// Every query selects on the job and instance variables, so the
 	// dashboard shows what the pickers say.
 	for _, p := range allPanels(d.Panels) {
@@ -277,6 +357,90 @@ func TestDashboardStructure(t *testing.T) {
 				t.Errorf("panel %d %q target %s: rates should use $__rate_interval: %s", p.ID, p.Title, tg.RefID, tg.Expr)
 			}
 		}
+	}
+}
+
+// identityMetric reports whether a metric's series are about a network
+// namespace or a listener, and so carry netns, namespace and pod.
+func identityMetric(metric string) bool {
+	return strings.HasPrefix(metric, "listenq_") && !exporterMetrics[metric]
+}
+
+// TestDashboardFollowsPods checks that the dashboard keeps pods apart and
+// says which pod a line or row is about: every selector of a namespace or
+// listener metric filters on the namespace and pod variables; an
+// aggregation that keeps netns or listener keeps namespace and pod (and
+// container, with the listener); legends and table columns that show a
+// netns, listener or inode show the namespace and pod too (and the
+// container, with a listener or process).
+func TestDashboardFollowsPods(t *testing.T) {
+	d := loadDashboard(t)
+	byList := regexp.MustCompile(`\bby\s*\(([^)]*)\)`)
+	for _, p := range allPanels(d.Panels) {
+		for _, tg := range p.Targets {
+			where := fmt.Sprintf("panel %d %q target %s", p.ID, p.Title, tg.RefID)
+			sels, err := selectors(tg.Expr)
+			if err != nil {
+				t.Errorf("%s: %v", where, err)
+				continue
+			}
+			for _, sel := range sels {
+				if !identityMetric(sel.metric) {
+					continue
+				}
+				for _, v := range identityVars {
+					if !slices.Contains(sel.matchers, matcher{v, "=~", "$" + v}) {
+						t.Errorf("%s: %s does not filter on %s=~\"$%s\": %s", where, sel.metric, v, v, tg.Expr)
+					}
+				}
+			}
+			for _, m := range byList.FindAllStringSubmatch(tg.Expr, -1) {
+				labels := strings.Split(strings.ReplaceAll(m[1], " ", ""), ",")
+				for _, kept := range []string{"netns", "listener"} {
+					if !slices.Contains(labels, kept) {
+						continue
+					}
+					want := []string{"namespace", "pod"}
+					if kept == "listener" {
+						want = append(want, "container")
+					}
+					for _, l := range want {
+						if !slices.Contains(labels, l) {
+							t.Errorf("%s: by (%s) keeps %s but not %s: %s", where, m[1], kept, l, tg.Expr)
+						}
+					}
+				}
+			}
+			checkIdentityShown(t, where+" legend", func(l string) bool {
+				return strings.Contains(tg.LegendFormat, "{{"+l+"}}")
+			})
+		}
+		for _, tr := range p.Transformations {
+			if tr.ID != "organize" {
+				continue
+			}
+			checkIdentityShown(t, fmt.Sprintf("panel %d %q table columns", p.ID, p.Title), func(l string) bool {
+				_, ok := tr.Options.IndexByName[l]
+				return ok
+			})
+		}
+	}
+}
+
+// checkIdentityShown requires a legend or a table that shows a namespace
+// or listener (has(l) for netns, listener or inode) to show namespace and
+// pod, and one that shows a listener or its process to show container.
+func checkIdentityShown(t *testing.T, where string, has func(string) bool) {
+	t.Helper()
+	if has("netns") || has("listener") || has("inode") {
+		for _, l := range []string{"namespace", "pod"} {
+			if !has(l) {
+				t.Errorf("%s shows a network namespace or listener but not its %s", where, l)
+			}
+		}
+	}
+	if (has("listener") || has("process")) && !has("container") {
+		t.Errorf("%s shows a listener but not its container", where)
 	}
 }
 
@@ -655,7 +819,10 @@ type exporter struct {
 func startExporter(t *testing.T, bin string, args ...string) (*exporter, string) {
 	t.Helper()
 	addr := "127.0.0.1:" + testbin.FreePort(t)
-	args = append([]string{"--web.listen-address=" + addr, "--owner.min-scan-interval=0s"}, args...)
+	// A runtime endpoint nothing listens on: listenq_runtime_up is then
+	// served (as 0), as on a node whose runtime is down.
+	noRuntime := "unix://" + filepath.Join(testbin.ShortTempDir(t), "none.sock")
+	args = append([]string{"--web.listen-address=" + addr, "--owner.min-scan-interval=0s", "--runtime.endpoint=" + noRuntime}, args...)
 	e := &exporter{proc: testbin.Start(t, bin, args...), url: "http://" + addr + "/metrics"}
 	if !e.proc.WaitHTTP(t, e.url, 20*time.Second) {
 		return nil, fmt.Sprintf("exited (%v) before serving /metrics:\n%s", e.proc.Err(), e.proc.Output())
@@ -820,9 +987,25 @@ func TestMetricsExist(t *testing.T) {
 	}
 
 	missing := map[string][]string{}
+	pendingUsed := map[string]bool{}
 	for _, u := range uses {
+		if pendingExporterMetrics[u.metric] {
+			pendingUsed[u.metric] = true
+			if !u.satisfied(got) {
+				t.Logf("%s is not in the exporter's scrape yet (listed in pendingExporterMetrics); used by %s", u, u.where)
+				continue
+			}
+		}
 		if !u.satisfied(got) {
 			missing[u.String()] = append(missing[u.String()], u.where)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(pendingExporterMetrics)) {
+		switch {
+		case !pendingUsed[name]:
+			t.Errorf("pendingExporterMetrics lists %s, which neither the dashboard nor the rules use; remove it", name)
+		case len(got[name]) > 0:
+			t.Logf("%s is served by the exporter now; remove it from pendingExporterMetrics", name)
 		}
 	}
 	keys := make([]string, 0, len(missing))

@@ -106,6 +106,12 @@ func newNamespaces(ctx context.Context, cfg *config, resolver *owner.Resolver, l
 	if err != nil {
 		return nil, nil, err
 	}
+	if dir != nil {
+		// Ask the runtimes once now, so an unreachable one is logged and
+		// visible in listenq_runtime_up from the start, not only when the
+		// first pod appears.
+		go dir.Refresh(ctx)
+	}
 	ids := identity.New(*cfg.procfs, dir, *d.runtimeTimeout)
 	resolver.SetDescriber(ids.Container, identityWait)
 	set := netns.NewSet(netns.SetConfig{
