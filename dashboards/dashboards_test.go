@@ -39,7 +39,6 @@ func TestMain(m *testing.M) { os.Exit(testbin.Wrap(m).Run()) }
 // container-runtime identity are being added to it). TestMetricsExist logs
 // these instead of failing when a scrape lacks them. Remove each name once
 // the exporter serves it (the test says so when it sees one).
-//
 var pendingExporterMetrics = map[string]bool{}
 
 // prometheusMetrics are series Prometheus itself writes for every target;
