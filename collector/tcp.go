@@ -100,8 +100,7 @@ func dumpInet(ns *netns.Handle, states uint32, memInfo bool) ([]sockdiag.InetSoc
 	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
 		socks, err := conn.InetSockets(sockdiag.InetRequest{Family: family, States: states, MemInfo: memInfo})
 		if err != nil {
-			ns.Reset(conn)
-			return nil, err
+			return nil, ns.Failed(conn, err)
 		}
 		out = append(out, socks...)
 	}
@@ -117,8 +116,7 @@ func tcpQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error)
 	}
 	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
 		if dst, err = conn.ListenQueues(family, dst); err != nil {
-			ns.Reset(conn)
-			return dst, err
+			return dst, ns.Failed(conn, err)
 		}
 	}
 	return dst, nil

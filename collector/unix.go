@@ -43,8 +43,7 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
 	}
 	socks, err := conn.UnixSockets(sockdiag.UnixRequest{States: 1 << sockdiag.StateListen})
 	if err != nil {
-		ns.Reset(conn)
-		return nil, err
+		return nil, ns.Failed(conn, err)
 	}
 	out := make([]Listener, 0, len(socks))
 	for _, s := range socks {
@@ -96,7 +95,7 @@ func unixQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error
 	}
 	dst, err = conn.ListenQueues(sockdiag.FamilyUnix, dst)
 	if err != nil {
-		ns.Reset(conn)
+		err = ns.Failed(conn, err)
 	}
 	return dst, err
 }

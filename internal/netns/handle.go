@@ -163,15 +163,21 @@ func (h *Handle) Conn() (*sockdiag.Conn, error) {
 	return h.conn, nil
 }
 
-// Reset drops c after a failed dump: a dump cut short leaves messages in
-// the socket that would confuse the next one.
-func (h *Handle) Reset(c *sockdiag.Conn) {
+// Failed drops c after a failed dump (a dump cut short leaves messages in
+// the socket that would confuse the next one) and returns err, or
+// ErrClosed when the namespace went during the dump: its socket was
+// closed under the reader, which is no failure of the namespace.
+func (h *Handle) Failed(c *sockdiag.Conn, err error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
 	if h.conn == c && c != nil {
 		c.Close()
 		h.conn = nil
 	}
+	return err
 }
 
 // Netstat returns the counters of one section of the namespace's
@@ -182,7 +188,7 @@ func (h *Handle) Netstat(section string) (map[string]float64, error) {
 	}
 	b, err := h.files.netstat()
 	if err != nil {
-		return nil, err
+		return nil, h.closedOr(err)
 	}
 	if len(b) == 0 {
 		return nil, errors.New("netstat: empty file")
@@ -198,7 +204,7 @@ func (h *Handle) Sysctl(name string) (int64, error) {
 	}
 	b, err := h.files.sysctl(name)
 	if err != nil {
-		return 0, err
+		return 0, h.closedOr(err)
 	}
 	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil {
@@ -253,6 +259,15 @@ func (h *Handle) Close() {
 	if h.nsFile != nil {
 		h.nsFile.Close()
 	}
+}
+
+// closedOr returns ErrClosed if the handle was closed (its files with it)
+// while err happened, else err.
+func (h *Handle) closedOr(err error) error {
+	if h.isClosed() {
+		return ErrClosed
+	}
+	return err
 }
 
 func (h *Handle) isClosed() bool {

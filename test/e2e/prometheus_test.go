@@ -17,6 +17,7 @@ import (
 
 	"github.com/listenq/listenq_exporter/internal/testbin"
 	"github.com/listenq/listenq_exporter/internal/testns"
+	"github.com/listenq/listenq_exporter/internal/testpods"
 )
 
 func TestMain(m *testing.M) {
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(envServer); spec != "" {
 		os.Exit(runServer(spec))
 	}
-	os.Exit(testns.Main(testbin.Wrap(m)))
+	os.Exit(testns.Main(testpods.Wrap(testbin.Wrap(m))))
 }
 
 const (
@@ -184,9 +185,14 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 
 	// --- dashboard, while the load is on --------------------------------
 	checkDashboard(t, api, "../../dashboards/listenq.json", map[string]string{
-		"job":      "listenq",
-		"instance": exporterAddr,
-		"listener": listener,
+		"job":       "listenq",
+		"instance":  exporterAddr,
+		"namespace": ".*",
+		"pod":       ".*",
+		"listener":  listener,
+	}, map[string]string{
+		"Network namespaces discovered": "discovery is off here; TestPodAlertsAndScrapeRelabelling checks it",
+		"Container runtime API":         "no runtime here; TestPodAlertsAndScrapeRelabelling checks it",
 	})
 	logPhase("dashboard queries")
 
