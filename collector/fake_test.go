@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
@@ -208,4 +211,53 @@ func TestUnparsableSysctlIsAnErrorButOthersStay(t *testing.T) {
 	if v := one(t, got, "listenq_tcp_syncookies", nil).value; v != 1 {
 		t.Errorf("tcp_syncookies = %v, want 1", v)
 	}
+}
+
+// TestListenerCapIsGlobal: --filter.max-listeners caps all namespaces
+// together, keeping the oldest sockets (lowest inodes) host-wide, and
+// counts what it left out in the namespace it came from.
+func TestListenerCapIsGlobal(t *testing.T) {
+	root := fixture(t, fixtureNetstat)
+	dialWith := func(inodes ...uint32) func() (*sockdiag.Conn, error) {
+		var socks []sockdiag.InetSocket
+		for i, ino := range inodes {
+			socks = append(socks, sockdiag.InetSocket{Family: sockdiag.FamilyINet, State: sockdiag.StateListen,
+				Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(8000+i)), WQueue: 8, Inode: ino, HasDrops: true})
+		}
+		return func() (*sockdiag.Conn, error) {
+			// Both families' dumps report the sockets: a socket seen twice
+			// in one namespace is exported once.
+			return sockdiag.NewConn(nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+				return inetDumpReply(t, reqs[0], socks)
+			})), nil
+		}
+	}
+	netstat := filepath.Join(root, "self", "net", "netstat")
+	a := netns.NewFixed("", netstat, filepath.Join(root, "sys"), dialWith(10, 40))
+	b := netns.NewFixed("cni-b", netstat, filepath.Join(root, "sys"), dialWith(20, 30, 50))
+	b.Identity = netns.Identity{Namespace: "team-b", Pod: "api-1"}
+	on := true
+	e, err := New(Selection{"tcp": &on}, Deps{
+		Logger:     discardLogger(),
+		Namespaces: netns.Static{a, b},
+		Listeners:  NewListenerExporter(ListenerFilters{MaxListeners: 3}, owner.NewResolver(root, 0)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := gather(t, checked(e))
+	var inodes []string
+	for _, s := range got["listenq_queue_limit"] {
+		inodes = append(inodes, s.labels["netns"]+"/"+s.labels["inode"])
+	}
+	slices.Sort(inodes)
+	if want := []string{"/10", "cni-b/20", "cni-b/30"}; !slices.Equal(inodes, want) {
+		t.Errorf("exported %v, want the three oldest sockets of both namespaces %v", inodes, want)
+	}
+	for ns, want := range map[string]float64{"": 1, "cni-b": 1} {
+		if v := one(t, got, "listenq_listeners_omitted", map[string]string{"netns": ns, "reason": "cap"}).value; v != want {
+			t.Errorf("netns %q: %v capped, want %v", ns, v, want)
+		}
+	}
+	one(t, got, "listenq_queue_limit", map[string]string{"netns": "cni-b", "namespace": "team-b", "pod": "api-1", "inode": "20"})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -317,4 +318,49 @@ func containsLink(links []string, want string) bool {
 		}
 	}
 	return false
+}
+
+// TestKernelDeviceNamedInItsNamespace: a listener bound to a device is
+// shown with the device's name in its own namespace, where the index
+// means that device (in the exporter's namespace it means another one, or
+// none).
+func TestKernelDeviceNamedInItsNamespace(t *testing.T) {
+	testns.Require(t)
+	n := testns.AddNamedNetns(t, "dev")
+	for _, args := range [][]string{{"link", "add", "lqdev0", "type", "veth", "peer", "name", "lqdev1"}, {"link", "set", "lqdev0", "up"}} {
+		if out, err := exec.Command("ip", append([]string{"-n", n.Name}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	var ino uint64
+	n.Do(t, func() {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, "lqdev0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Port: 7070}); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Listen(fd, 8); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		ino = st.Ino
+	})
+	pods := testPods{}
+	pods.add(t, n, "team-a", "bound")
+	set, reg := newSetRegistry(t, pods)
+	if err := set.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if l := one(t, gather(t, reg), "listenq_queue_limit", inodeLabel(ino)).labels["listener"]; l != "0.0.0.0%lqdev0:7070" {
+		t.Errorf("listener = %q, want 0.0.0.0%%lqdev0:7070 (the device's name in its namespace)", l)
+	}
 }

@@ -325,3 +325,66 @@ func grepLines(body, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestDaemonSetCapabilitiesSuffice runs the exporter as the shipped
+// DaemonSet does: uid 0 with every capability dropped but those the
+// manifest adds. It must read another namespace (here one made with
+// `ip netns add`) and name the owner of a listener there.
+func TestDaemonSetCapabilitiesSuffice(t *testing.T) {
+	testns.Require(t)
+	setpriv := testbin.RequireTool(t, "setpriv", "util-linux")
+	caps := daemonSetCapabilities(t)
+	other := testns.AddNamedNetns(t, "caps")
+	var l *testns.Listener
+	other.Do(t, func() { l = testns.ListenTCP(t, "127.0.0.1:8080", 3, false) })
+	set := "-all"
+	for _, c := range caps {
+		set += ",+" + strings.ToLower(c)
+	}
+	addr := "127.0.0.1:" + testbin.FreePort(t)
+	cmd := exec.Command(setpriv, "--inh-caps="+set, "--bounding-set="+set,
+		testbin.Exporter(t), "--web.listen-address="+addr, "--runtime.disable", "--owner.min-scan-interval=0s")
+	p := testbin.StartCmd(t, cmd)
+	want := fmt.Sprintf(`inode="%d",listener="127.0.0.1:8080",namespace="",netns=%q,pod="",port="8080",process=`, l.Inode, other.Name)
+	testbin.WaitFor(t, 10*time.Second, "the other namespace's listener, with its owner", []*testbin.Proc{p}, func() (bool, string) {
+		body, err := testbin.Get(http.DefaultClient, "http://"+addr+"/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "listenq_queue_limit{") && strings.Contains(line, want) {
+				return !strings.Contains(line, `process=""`), line
+			}
+		}
+		return false, "no series " + want
+	})
+	if strings.Contains(p.Output(), "cannot enter") {
+		t.Errorf("with the DaemonSet's capabilities %v the exporter could not enter a namespace:\n%s", caps, p.Output())
+	}
+}
+
+// daemonSetCapabilities reads the capabilities the shipped DaemonSet adds.
+func daemonSetCapabilities(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/kubernetes/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var caps []string
+	in := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case trimmed == "add:":
+			in = true
+		case in && strings.HasPrefix(trimmed, "- "):
+			caps = append(caps, strings.TrimPrefix(trimmed, "- "))
+		case in && trimmed != "" && !strings.HasPrefix(trimmed, "#"):
+			in = false
+		}
+	}
+	if len(caps) == 0 {
+		t.Fatal("the DaemonSet adds no capability; the parser or the manifest changed")
+	}
+	return caps
+}
