@@ -173,7 +173,7 @@ func TestKernelNamespaceGoneReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	gather(t, reg)
-	baseline := ownFDs(t)
+	baseline := testns.OwnFDs(t)
 
 	n := testns.NewNetns(t)
 	pods.add(t, n, "team-a", "short-lived")
@@ -185,7 +185,7 @@ func TestKernelNamespaceGoneReleased(t *testing.T) {
 	id := strconv.FormatUint(n.Inode(t), 10)
 	nsLink := fmt.Sprintf("net:[%s]", id)
 	one(t, gather(t, reg), "listenq_queue_limit", map[string]string{"netns": id, "pod": "short-lived"})
-	if held := newFDs(baseline, ownFDs(t)); !containsLink(held, nsLink) {
+	if held := newFDs(baseline, testns.OwnFDs(t)); !containsLink(held, nsLink) {
 		t.Fatalf("while read, the exporter holds no new fd %s: %v", nsLink, held)
 	}
 
@@ -208,7 +208,7 @@ func TestKernelNamespaceGoneReleased(t *testing.T) {
 			}
 		}
 	}
-	if extra := newFDs(baseline, ownFDs(t)); len(extra) > 0 {
+	if extra := newFDs(baseline, testns.OwnFDs(t)); len(extra) > 0 {
 		t.Errorf("after the namespace went the exporter still holds fds it opened for it:\n%s", strings.Join(extra, "\n"))
 	}
 	if h == nil {
@@ -275,22 +275,6 @@ func readSysctl(t *testing.T, name string) float64 {
 		t.Fatal(err)
 	}
 	return v
-}
-
-// ownFDs lists what the test process's fds point to.
-func ownFDs(t *testing.T) []string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil {
-			out = append(out, target)
-		}
-	}
-	return out
 }
 
 // newFDs returns the fds of after that baseline did not have, as a

@@ -139,7 +139,7 @@ func TestSetWaitsForIdentityAndNeverOpensFiltered(t *testing.T) {
 	if h == nil || h.Identity.Pod != "web-1" || h.ID != fmt.Sprint(wKey.Ino) {
 		t.Fatalf("after it settled: handle %+v, want web-1 with netns %d", h, wKey.Ino)
 	}
-	if links := fdLinks(t); strings.Contains(links, fmt.Sprintf("net:[%d]", sKey.Ino)) {
+	if links := strings.Join(testns.OwnFDs(t), "\n"); strings.Contains(links, fmt.Sprintf("net:[%d]", sKey.Ino)) {
 		t.Errorf("a filtered namespace was opened:\n%s", links)
 	}
 	if _, err := h.Sysctl("net/core/somaxconn"); err != nil {
@@ -153,21 +153,6 @@ func handleIDs(s *netns.Set) []string {
 		ids = append(ids, h.ID)
 	}
 	return ids
-}
-
-func fdLinks(t *testing.T) string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 func containsInt(s []int, v int) bool {

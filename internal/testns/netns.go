@@ -161,3 +161,20 @@ func WaitGone(t testing.TB, path string, timeout time.Duration) {
 	}
 	t.Fatalf("%s still exists after %v", path, timeout)
 }
+
+// OwnFDs lists what the calling process's fds point to (socket:[N],
+// net:[N], paths).
+func OwnFDs(t testing.TB) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil {
+			out = append(out, target)
+		}
+	}
+	return out
+}

@@ -654,3 +654,24 @@ func removeCgroup(rel string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ListenQueue returns Recv-Q and Send-Q of the listener at local (an
+// address:port or a unix path) in the output of ss -ltnx, or fails.
+func ListenQueue(t testing.TB, ss, local string) (recvQ, sendQ int) {
+	t.Helper()
+	// Netid State Recv-Q Send-Q Local [Port] Peer...
+	for line := range strings.Lines(ss) {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[1] != "LISTEN" || f[4] != local {
+			continue
+		}
+		r, err1 := strconv.Atoi(f[2])
+		s, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("bad queue numbers in %q", line)
+		}
+		return r, s
+	}
+	t.Fatalf("no listener %s in:\n%s", local, ss)
+	return 0, 0
+}

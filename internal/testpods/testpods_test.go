@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,35 +13,14 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testpods.Wrap(m).Run()) }
 
-// listenQueue returns Recv-Q and Send-Q of the listener at local (an
-// address:port or a unix path) in the output of ss -ltnx, or fails.
-func listenQueue(t *testing.T, ss, local string) (recvQ, sendQ int) {
-	t.Helper()
-	// Netid State Recv-Q Send-Q Local [Port] Peer...
-	for line := range strings.Lines(ss) {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[1] != "LISTEN" || f[4] != local {
-			continue
-		}
-		r, err1 := strconv.Atoi(f[2])
-		s, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			t.Fatalf("bad queue numbers in %q", line)
-		}
-		return r, s
-	}
-	t.Fatalf("no listener %s in:\n%s", local, ss)
-	return 0, 0
-}
-
 // checkFull checks that the app's listeners of a are full in the ss -ltnx
 // output: Recv-Q is backlog+1 (the kernel admits one past the backlog).
 func checkFull(t *testing.T, where, ss string, a testpods.App) {
 	t.Helper()
-	if r, s := listenQueue(t, ss, a.TCP); s != a.TCPBacklog || r != a.TCPBacklog+1 {
+	if r, s := testpods.ListenQueue(t, ss, a.TCP); s != a.TCPBacklog || r != a.TCPBacklog+1 {
 		t.Errorf("%s: TCP %s: Recv-Q %d Send-Q %d, want %d and %d", where, a.TCP, r, s, a.TCPBacklog+1, a.TCPBacklog)
 	}
-	if r, s := listenQueue(t, ss, a.Unix); s != a.UnixBacklog || r != a.UnixBacklog+1 {
+	if r, s := testpods.ListenQueue(t, ss, a.Unix); s != a.UnixBacklog || r != a.UnixBacklog+1 {
 		t.Errorf("%s: unix %s: Recv-Q %d Send-Q %d, want %d and %d", where, a.Unix, r, s, a.UnixBacklog+1, a.UnixBacklog)
 	}
 }

@@ -53,7 +53,7 @@ func TestCRIPodsNamed(t *testing.T) {
 		ids := map[string]string{"namespace": p.pod.Namespace, "pod": p.pod.Name, "netns": netnsName(p.pod.NetnsPath)}
 		ss := testpods.NsenterSS(t, p.pod.NetnsPath, "-ltnx")
 		for _, l := range []struct{ proto, addr string }{{"tcp", p.app.TCP}, {"unix", p.app.Unix}} {
-			recvQ, sendQ := listenQueue(t, ss, l.addr)
+			recvQ, sendQ := testpods.ListenQueue(t, ss, l.addr)
 			want := with(ids, map[string]string{"container": p.container, "proto": l.proto, "listener": l.addr})
 			if v := got.one(t, "listenq_queue_length", want); v != float64(recvQ) || recvQ == 0 {
 				t.Errorf("%s/%s %s: length %v, ss Recv-Q %d (want equal, non-zero)", p.pod.Namespace, p.pod.Name, l.addr, v, recvQ)
@@ -103,7 +103,7 @@ func TestDockerContainerNamed(t *testing.T) {
 		return len(s.find("listenq_queue_limit", map[string]string{"container": "lq-demo", "proto": "unix"})) == 1
 	})
 	ss := testpods.NsenterSS(t, ctr.NetnsPath, "-ltnx")
-	recvQ, sendQ := listenQueue(t, ss, app.TCP)
+	recvQ, sendQ := testpods.ListenQueue(t, ss, app.TCP)
 	want := map[string]string{"container": "lq-demo", "namespace": "", "pod": "", "listener": app.TCP}
 	if v := got.one(t, "listenq_queue_length", want); v != float64(recvQ) || recvQ != app.TCPBacklog+1 {
 		t.Errorf("length %v, ss Recv-Q %d, want both %d", v, recvQ, app.TCPBacklog+1)
@@ -217,26 +217,6 @@ func waitScrape(t *testing.T, url string, ok func(*scrape) bool) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// listenQueue returns Recv-Q and Send-Q of the listener at local (an
-// address:port or a unix path) in the output of ss -ltnx.
-func listenQueue(t *testing.T, ss, local string) (recvQ, sendQ int) {
-	t.Helper()
-	for line := range strings.Lines(ss) {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[1] != "LISTEN" || f[4] != local {
-			continue
-		}
-		r, err1 := strconv.Atoi(f[2])
-		s, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			t.Fatalf("bad queue numbers in %q", line)
-		}
-		return r, s
-	}
-	t.Fatalf("no listener %s in:\n%s", local, ss)
-	return 0, 0
 }
 
 func with(ms ...map[string]string) map[string]string {
