@@ -88,7 +88,7 @@ var fakeListeners = map[uint8][]sockdiag.InetSocket{
 func fakeDial(t *testing.T) func() (*sockdiag.Conn, error) {
 	return func() (*sockdiag.Conn, error) {
 		c := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
-			return inetDumpReply(t, reqs[0], fakeListeners[reqs[0].Data[0]])
+			return inetDumpReply(t, reqs[0], fakeInet(reqs[0], fakeListeners))
 		})
 		return sockdiag.NewConn(c), nil
 	}
@@ -110,7 +110,7 @@ func fakeKernelDial(t *testing.T) func() (*sockdiag.Conn, error) {
 			if reqs[0].Data[0] == sockdiag.FamilyUnix {
 				return unixDumpReply(t, reqs[0], goldenUnixListeners, nil)
 			}
-			return inetDumpReply(t, reqs[0], fakeListeners[reqs[0].Data[0]])
+			return inetDumpReply(t, reqs[0], fakeInet(reqs[0], fakeListeners))
 		})
 		return sockdiag.NewConn(c), nil
 	}
@@ -120,7 +120,7 @@ func fakeKernelDial(t *testing.T) func() (*sockdiag.Conn, error) {
 // the sampler: names, Help, types and labels are the contract dashboards
 // and alerts depend on.
 func TestGoldenExposition(t *testing.T) {
-	s := NewSampler(time.Hour, time.Minute, discardLogger())
+	s := NewSampler(time.Hour, time.Minute, 0, discardLogger())
 	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeKernelDial(t), s, append(inetCollectors, "unix")...)
 	// One sampler round, by hand so the test does not race a goroutine:
 	// peaks are the lengths read, and time full starts at 0.

@@ -43,7 +43,9 @@ func newFakeRegistry(t *testing.T, root string, dial func() (*sockdiag.Conn, err
 // inetDumpReply is the fake kernel's answer to the inet_diag dump request
 // req: one SOCK_DIAG_BY_FAMILY message per socket of socks, then NLMSG_DONE.
 func inetDumpReply(t *testing.T, req netlink.Message, socks []sockdiag.InetSocket) ([]netlink.Message, error) {
-	hdr := netlink.Header{Type: 20, Sequence: req.Header.Sequence, PID: nltest.PID}
+	// Replies carry the request's type: SOCK_DIAG_BY_FAMILY, or
+	// TCPDIAG_GETSOCK for a dump of both IP families.
+	hdr := netlink.Header{Type: req.Header.Type, Sequence: req.Header.Sequence, PID: nltest.PID}
 	var msgs []netlink.Message
 	for _, s := range socks {
 		b, err := s.MarshalBinary()
@@ -55,4 +57,13 @@ func inetDumpReply(t *testing.T, req netlink.Message, socks []sockdiag.InetSocke
 	// nltest.Multipart turns the last message into NLMSG_DONE.
 	msgs = append(msgs, netlink.Message{Header: hdr})
 	return nltest.Multipart(msgs)
+}
+
+// fakeInet is what the fake kernel holds for the family an inet_diag
+// request asks for: both IP families for AF_UNSPEC.
+func fakeInet(req netlink.Message, byFamily map[uint8][]sockdiag.InetSocket) []sockdiag.InetSocket {
+	if f := req.Data[0]; f != sockdiag.FamilyUnspec {
+		return byFamily[f]
+	}
+	return append(append([]sockdiag.InetSocket{}, byFamily[sockdiag.FamilyINet]...), byFamily[sockdiag.FamilyINet6]...)
 }

@@ -21,13 +21,20 @@ import (
 // read names and drops themselves.
 type Sampler struct {
 	interval, window time.Duration
-	logger           *slog.Logger
+	// maxCPU is the share of one core the sampler may use (0: no limit):
+	// a round's cost grows with namespaces, since every namespace's TCP
+	// dump walks the host's whole listening table, so on a node with
+	// hundreds of pods the sampler waits longer between rounds instead of
+	// taking more CPU.
+	maxCPU float64
+	logger *slog.Logger
 
 	namespaces netns.Namespaces
 	listeners  *ListenerExporter
 
 	mu        sync.Mutex
 	lastRound time.Duration
+	effective time.Duration // interval in force after the CPU budget
 	rounds    uint64
 	failing   map[*source]bool
 }
@@ -36,16 +43,22 @@ type Sampler struct {
 // kernel time, and two cores are common on small nodes.
 const samplerWorkers = 2
 
-var samplerRoundDesc = prometheus.NewDesc(namespace+"_sampler_round_duration_seconds",
-	"How long the background sampler's last round over every listener of every namespace took; when it nears --sampler.interval the sampler cannot keep up.",
-	nil, nil)
+var (
+	samplerRoundDesc = prometheus.NewDesc(namespace+"_sampler_round_duration_seconds",
+		"How long the background sampler's last round over every listener of every namespace took.",
+		nil, nil)
+	samplerIntervalDesc = prometheus.NewDesc(namespace+"_sampler_interval_seconds",
+		"Time between two sampler rounds now: --sampler.interval, or longer when a round costs more than --sampler.max-cpu allows (many namespaces). Bursts shorter than this are caught with probability duration/interval.",
+		nil, nil)
+)
 
 // NewSampler returns a Sampler, or nil when interval is 0 (sampler off).
-func NewSampler(interval, window time.Duration, logger *slog.Logger) *Sampler {
+// maxCPU bounds the share of one core it uses (0: no bound).
+func NewSampler(interval, window time.Duration, maxCPU float64, logger *slog.Logger) *Sampler {
 	if interval <= 0 {
 		return nil
 	}
-	return &Sampler{interval: interval, window: window, logger: logger, failing: map[*source]bool{}}
+	return &Sampler{interval: interval, window: window, maxCPU: maxCPU, effective: interval, logger: logger, failing: map[*source]bool{}}
 }
 
 // use makes s sample the listener sources of x in namespaces: every source
@@ -62,24 +75,27 @@ func (s *Sampler) use(namespaces netns.Namespaces, x *ListenerExporter) {
 
 // Run samples until ctx ends.
 func (s *Sampler) Run(ctx context.Context) {
-	ticker := time.NewTicker(s.interval)
-	defer ticker.Stop()
 	for {
-		s.round()
+		start := time.Now()
+		wait := s.round()
+		timer := time.NewTimer(wait - time.Since(start))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		}
 	}
 }
 
-// round samples every source once.
-func (s *Sampler) round() {
+// round samples every source once and returns the time from its start to
+// the next round's.
+func (s *Sampler) round() time.Duration {
 	start := time.Now()
 	handles := s.namespaces.Handles()
 	sources := s.listeners.allSources(handles)
 	errs := make([]error, len(sources))
+	costs := make([]time.Duration, len(sources))
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range min(samplerWorkers, len(sources)) {
@@ -87,7 +103,9 @@ func (s *Sampler) round() {
 		go func() {
 			defer wg.Done()
 			for i := range next {
+				t := time.Now()
 				errs[i] = sources[i].sample()
+				costs[i] = time.Since(t)
 			}
 		}()
 	}
@@ -97,13 +115,36 @@ func (s *Sampler) round() {
 	close(next)
 	wg.Wait()
 	s.listeners.prune(handles)
-	s.report(sources, errs, time.Since(start))
+	var cost time.Duration
+	for _, c := range costs {
+		cost += c
+	}
+	wait := s.budget(cost)
+	for _, src := range sources {
+		if src.tracker != nil {
+			src.tracker.SetInterval(wait)
+		}
+	}
+	s.report(sources, errs, time.Since(start), wait)
+	return wait
 }
 
-func (s *Sampler) report(sources []*source, errs []error, took time.Duration) {
+// budget returns the interval that keeps a round costing cost (the time its
+// reads took, nearly all of it CPU in the kernel) within maxCPU of a core.
+func (s *Sampler) budget(cost time.Duration) time.Duration {
+	if s.maxCPU <= 0 {
+		return s.interval
+	}
+	return max(s.interval, time.Duration(float64(cost)/s.maxCPU))
+}
+
+func (s *Sampler) report(sources []*source, errs []error, took, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lastRound, s.rounds = took, s.rounds+1
+	if wait > s.interval && s.effective == s.interval {
+		s.logger.Info("sampler rounds cost more than --sampler.max-cpu allows at --sampler.interval; sampling less often", "round", took, "interval", wait, "sources", len(sources))
+	}
+	s.lastRound, s.effective, s.rounds = took, wait, s.rounds+1
 	live := make(map[*source]bool, len(sources))
 	for i, src := range sources {
 		live[src] = true
@@ -135,5 +176,6 @@ func (s *Sampler) collect(ch chan<- prometheus.Metric) {
 	defer s.mu.Unlock()
 	if s.rounds > 0 {
 		ch <- prometheus.MustNewConstMetric(samplerRoundDesc, prometheus.GaugeValue, s.lastRound.Seconds())
+		ch <- prometheus.MustNewConstMetric(samplerIntervalDesc, prometheus.GaugeValue, s.effective.Seconds())
 	}
 }

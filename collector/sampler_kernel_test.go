@@ -18,7 +18,7 @@ import (
 func TestKernelSamplerCatchesBurstBetweenScrapes(t *testing.T) {
 	testns.Require(t)
 	const interval = 100 * time.Millisecond
-	reg := newSampledRegistry(t, NewSampler(interval, 60*time.Second, discardLogger()))
+	reg := newSampledRegistry(t, NewSampler(interval, 60*time.Second, 0, discardLogger()))
 	l := testns.ListenTCP(t, "127.0.0.1:0", 4, false)
 	sel := inodeLabel(l.Inode)
 
@@ -126,7 +126,7 @@ func TestKernelConcurrentScrapesShareReads(t *testing.T) {
 func TestKernelSamplerOffMetricsAbsent(t *testing.T) {
 	testns.Require(t)
 	l := testns.ListenTCP(t, "127.0.0.1:0", 4, false)
-	got := gather(t, newSampledRegistry(t, NewSampler(0, time.Minute, discardLogger())))
+	got := gather(t, newSampledRegistry(t, NewSampler(0, time.Minute, 0, discardLogger())))
 	if n := len(find(got, "listenq_queue_length", inodeLabel(l.Inode))); n != 1 {
 		t.Fatalf("listener exported %d times, want once", n)
 	}

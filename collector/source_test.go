@@ -240,7 +240,7 @@ func TestSourceWithStats(t *testing.T) {
 // peak and full time.
 func TestSamplerRoundThroughUnixCollector(t *testing.T) {
 	var dumps unixDumps
-	s := NewSampler(100*time.Millisecond, time.Minute, discardLogger())
+	s := NewSampler(100*time.Millisecond, time.Minute, 0, discardLogger())
 	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeUnixDial(t, fakeUnixListeners, &dumps), s, "unix")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -268,5 +268,27 @@ func TestSamplerRoundThroughUnixCollector(t *testing.T) {
 	}
 	if full, q := dumps.full.Load(), dumps.queuesOnly.Load(); full != scrapes || q != 1 {
 		t.Errorf("%d scrapes made %d full and %d more queue-only dumps, want %d and 0", scrapes, full, q-1, scrapes)
+	}
+}
+
+// TestSamplerBudget: a round that costs more than --sampler.max-cpu
+// allows at --sampler.interval stretches the interval in proportion;
+// a cheap round, or no limit, keeps the interval.
+func TestSamplerBudget(t *testing.T) {
+	s := NewSampler(500*time.Millisecond, time.Minute, 0.01, discardLogger())
+	for _, c := range []struct {
+		cost, want time.Duration
+	}{
+		{time.Millisecond, 500 * time.Millisecond},     // 0.2% of a core
+		{5 * time.Millisecond, 500 * time.Millisecond}, // exactly 1%
+		{40 * time.Millisecond, 4 * time.Second},       // 200 namespaces
+		{time.Second, 100 * time.Second},               // pathological
+	} {
+		if got := s.budget(c.cost); got != c.want {
+			t.Errorf("round costing %v: interval %v, want %v", c.cost, got, c.want)
+		}
+	}
+	if got := NewSampler(time.Second, time.Minute, 0, discardLogger()).budget(time.Hour); got != time.Second {
+		t.Errorf("no limit: interval %v, want the configured 1s", got)
 	}
 }

@@ -90,21 +90,20 @@ func ReadTCPListeners(ns *netns.Handle) ([]Listener, error) {
 	return out, nil
 }
 
-// dumpInet runs one inet_diag dump per address family.
+// dumpInet runs one inet_diag dump of IPv4 and IPv6 TCP sockets: the kernel
+// walks its tables once, not once per family. That walk covers the host's
+// whole listening table whatever the namespace, so with hundreds of
+// namespaces it is most of what a read costs.
 func dumpInet(ns *netns.Handle, states uint32, memInfo bool) ([]sockdiag.InetSocket, error) {
 	conn, err := ns.Conn()
 	if err != nil {
 		return nil, err
 	}
-	var out []sockdiag.InetSocket
-	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
-		socks, err := conn.InetSockets(sockdiag.InetRequest{Family: family, States: states, MemInfo: memInfo})
-		if err != nil {
-			return nil, ns.Failed(conn, err)
-		}
-		out = append(out, socks...)
+	socks, err := conn.InetSockets(sockdiag.InetRequest{Family: sockdiag.FamilyUnspec, States: states, MemInfo: memInfo})
+	if err != nil {
+		return nil, ns.Failed(conn, err)
 	}
-	return out, nil
+	return socks, nil
 }
 
 // tcpQueues reads only the queue lengths of the TCP listeners, for the
@@ -114,10 +113,8 @@ func tcpQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error)
 	if err != nil {
 		return dst, err
 	}
-	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
-		if dst, err = conn.ListenQueues(family, dst); err != nil {
-			return dst, ns.Failed(conn, err)
-		}
+	if dst, err = conn.ListenQueues(sockdiag.FamilyUnspec, dst); err != nil {
+		return dst, ns.Failed(conn, err)
 	}
 	return dst, nil
 }

@@ -269,7 +269,7 @@ func dump(args []string) error {
 	if *n < 1 {
 		return errors.New("dump: need -n >= 1")
 	}
-	conn, err := sockdiag.Dial(0)
+	conn, err := sockdiag.Dial(true)
 	if err != nil {
 		return err
 	}

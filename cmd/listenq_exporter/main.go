@@ -43,6 +43,7 @@ type config struct {
 	ownerScanPeriod *time.Duration
 	samplerInterval *time.Duration
 	samplerWindow   *time.Duration
+	samplerMaxCPU   *float64
 	collectors      collector.Selection
 	filters         *collector.FilterFlags
 	log             *promslog.Config
@@ -64,6 +65,9 @@ func addFlags(app *kingpin.Application) *config {
 		samplerWindow: app.Flag("sampler.window",
 			"Trailing window over which listenq_queue_peak_length is the highest length seen; make it at least the scrape interval.").
 			Default("60s").Duration(),
+		samplerMaxCPU: app.Flag("sampler.max-cpu",
+			"Share of one CPU core the sampler may use. Every namespace's TCP read walks the host's whole listening table, so a round's cost grows with namespaces; when a round costs more than this allows at --sampler.interval, the sampler waits longer between rounds (listenq_sampler_interval_seconds) rather than take more CPU. 0 = no limit.").
+			Default("0.01").Float64(),
 		collectors: collector.AddFlags(app),
 		filters:    collector.AddFilterFlags(app),
 		log:        &promslog.Config{},
@@ -128,6 +132,9 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 	if interval < 0 || (interval > 0 && window < interval) {
 		return nil, fmt.Errorf("--sampler.interval (%v) must be 0 or positive and at most --sampler.window (%v)", interval, window)
 	}
+	if c := *cfg.samplerMaxCPU; c < 0 || c > 1 {
+		return nil, fmt.Errorf("--sampler.max-cpu must be between 0 and 1 (a share of one core), got %v", c)
+	}
 	if *cfg.ownerScanPeriod < 0 {
 		return nil, fmt.Errorf("--owner.min-scan-interval must not be negative, got %v", *cfg.ownerScanPeriod)
 	}
@@ -140,7 +147,7 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 		Logger:     logger,
 		Namespaces: namespaces,
 		Listeners:  collector.NewListenerExporter(filters, resolver),
-		Sampler:    collector.NewSampler(interval, window, logger),
+		Sampler:    collector.NewSampler(interval, window, *cfg.samplerMaxCPU, logger),
 	})
 	if err != nil {
 		return nil, err

@@ -80,7 +80,7 @@ func Self(procRoot, id string) (*Handle, error) {
 		return nil, fmt.Errorf("procfs at %q: %w", procRoot, err)
 	}
 	h := NewFixed(id, filepath.Join(procRoot, "self", "net", "netstat"), filepath.Join(procRoot, "sys"),
-		func() (*sockdiag.Conn, error) { return sockdiag.Dial(0) })
+		func() (*sockdiag.Conn, error) { return sockdiag.Dial(true) })
 	if k, err := KeyOf(filepath.Join(procRoot, "self", "ns", "net")); err == nil {
 		h.Key = k
 	}
@@ -123,12 +123,13 @@ func open(path string, want Key, id string, ident Identity) (*Handle, error) {
 	h := &Handle{Key: want, ID: id, Identity: ident, nsFile: f}
 	h.Dial = func() (*sockdiag.Conn, error) {
 		var c *sockdiag.Conn
-		err := inNamespace(f, func() (err error) { c, err = sockdiag.Dial(0); return err })
+		err := inNamespace(f, func() (err error) { c, err = sockdiag.Dial(id == ""); return err })
 		return c, err
 	}
 	var kept *keptFiles
 	err = inNamespace(f, func() (err error) {
-		if h.conn, err = sockdiag.Dial(0); err != nil {
+		// The host's namespace holds most listeners; a pod's, a few.
+		if h.conn, err = sockdiag.Dial(id == ""); err != nil {
 			return err
 		}
 		kept, err = openKept()

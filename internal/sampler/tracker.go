@@ -65,6 +65,14 @@ func NewTracker(window, interval time.Duration) *Tracker {
 	return &Tracker{width: width, maxGap: 2 * interval, series: map[uint64]*series{}}
 }
 
+// SetInterval tells the Tracker the sampling interval now in force, when
+// the sampler stretches it to stay within its CPU budget.
+func (t *Tracker) SetInterval(interval time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.maxGap = 2 * interval
+}
+
 // Observe records one sampling round taken at now. Listeners missing from
 // samples are gone and their state is dropped, so memory follows the live
 // listeners.

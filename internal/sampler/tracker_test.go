@@ -471,3 +471,21 @@ func TestTrackerRetainedBytesPerListener(t *testing.T) {
 		t.Errorf("retained %.0f bytes per listener, want between 0 and 2048", perListener)
 	}
 }
+
+// TestTrackerSetInterval: when the sampler stretches its interval (CPU
+// budget), a full sample stands for the longer gap, not two old intervals.
+func TestTrackerSetInterval(t *testing.T) {
+	tr := NewTracker(time.Minute, 100*time.Millisecond)
+	t0 := time.Unix(1000, 0)
+	full := []Sample{{Inode: 1, Length: 5, Limit: 4}}
+	tr.Observe(t0, full)
+	tr.Observe(t0.Add(time.Second), full)
+	if st, _ := tr.Stats(t0.Add(time.Second), 1); st.FullSeconds != 0.2 {
+		t.Errorf("at a 100ms interval a 1s gap counts %v s, want 0.2 (two intervals)", st.FullSeconds)
+	}
+	tr.SetInterval(time.Second)
+	tr.Observe(t0.Add(2*time.Second), full)
+	if st, _ := tr.Stats(t0.Add(2*time.Second), 1); st.FullSeconds != 1.2 {
+		t.Errorf("at a 1s interval a 1s gap counts %v s more, want 1 (total 1.2)", st.FullSeconds-0.2)
+	}
+}

@@ -22,17 +22,18 @@ type Conn struct {
 	c  *netlink.Conn
 }
 
-// Dial opens a sock_diag socket. netnsFD, when non-zero, is an open
-// /proc/PID/ns/net (or /run/netns/NAME) file whose namespace the socket is
-// opened in; that needs CAP_SYS_ADMIN.
-func Dial(netnsFD int) (*Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{
-		NetNS: netnsFD,
-		// A large fixed buffer saves a peek per datagram and lets the
-		// kernel pack a dump into 32 KiB datagrams instead of pages, so a
-		// dump of thousands of sockets takes a dozen reads, not hundreds.
-		MessageBufferSize: dumpBufferSize,
-	})
+// Dial opens a sock_diag socket in the calling thread's network namespace.
+// With large, it reads dumps through a 32 KiB buffer: that saves a peek per
+// datagram and lets the kernel pack a dump into 32 KiB datagrams instead of
+// pages, so a dump of thousands of sockets takes a dozen reads, not
+// hundreds. Each socket keeps its own such buffers, so sockets of
+// namespaces holding a handful of listeners (pods) are better without.
+func Dial(large bool) (*Conn, error) {
+	cfg := &netlink.Config{}
+	if large {
+		cfg.MessageBufferSize = dumpBufferSize
+	}
+	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open sock_diag netlink socket: %w", err)
 	}
@@ -47,7 +48,7 @@ func (c *Conn) Close() error { return c.c.Close() }
 
 // InetSockets runs one inet_diag dump.
 func (c *Conn) InetSockets(req InetRequest) ([]InetSocket, error) {
-	msgs, err := c.dump(req.MarshalBinary)
+	msgs, err := c.dump(req.messageType(), req.MarshalBinary)
 	if err != nil {
 		return nil, fmt.Errorf("inet_diag dump (family %d): %w", req.Family, err)
 	}
@@ -64,7 +65,7 @@ func (c *Conn) InetSockets(req InetRequest) ([]InetSocket, error) {
 
 // UnixSockets runs one unix_diag dump.
 func (c *Conn) UnixSockets(req UnixRequest) ([]UnixSocket, error) {
-	msgs, err := c.dump(req.MarshalBinary)
+	msgs, err := c.dump(sockDiagByFamily, req.MarshalBinary)
 	if err != nil {
 		return nil, fmt.Errorf("unix_diag dump: %w", err)
 	}
@@ -79,7 +80,7 @@ func (c *Conn) UnixSockets(req UnixRequest) ([]UnixSocket, error) {
 	return out, nil
 }
 
-func (c *Conn) dump(marshal func() ([]byte, error)) ([]netlink.Message, error) {
+func (c *Conn) dump(typ uint16, marshal func() ([]byte, error)) ([]netlink.Message, error) {
 	body, err := marshal()
 	if err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func (c *Conn) dump(marshal func() ([]byte, error)) ([]netlink.Message, error) {
 	defer c.mu.Unlock()
 	msgs, err := c.c.Execute(netlink.Message{
 		Header: netlink.Header{
-			Type:  sockDiagByFamily,
+			Type:  netlink.HeaderType(typ),
 			Flags: netlink.Request | netlink.Dump,
 		},
 		Data: body,
@@ -99,7 +100,7 @@ func (c *Conn) dump(marshal func() ([]byte, error)) ([]netlink.Message, error) {
 	// An empty dump comes back as a lone NLMSG_DONE, which Execute keeps.
 	out := msgs[:0]
 	for _, m := range msgs {
-		if m.Header.Type == sockDiagByFamily {
+		if m.Header.Type == netlink.HeaderType(typ) {
 			out = append(out, m)
 		}
 	}

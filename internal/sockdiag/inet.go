@@ -14,6 +14,10 @@ import (
 // linux/tcp_states.h. They are part of the stable uapi.
 const (
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
+	// tcpDiagGetSock is the original inet_diag request (TCPDIAG_GETSOCK),
+	// still served: it dumps IPv4 and IPv6 sockets in one walk of the
+	// kernel's tables, where SOCK_DIAG_BY_FAMILY needs one walk per family.
+	tcpDiagGetSock = 18
 
 	StateSynRecv = 3  // TCP_SYN_RECV
 	StateListen  = 10 // TCP_LISTEN
@@ -23,17 +27,20 @@ const (
 	inetDiagSKMemInfo = 7 // INET_DIAG_SKMEMINFO
 	skMemInfoDrops    = 8 // SK_MEMINFO_DROPS
 
-	inetDiagReqLen = 56 // sizeof(struct inet_diag_req_v2)
-	inetDiagMsgLen = 72 // sizeof(struct inet_diag_msg)
+	inetDiagReqLen       = 56 // sizeof(struct inet_diag_req_v2)
+	inetDiagReqCompatLen = 60 // sizeof(struct inet_diag_req)
+	inetDiagMsgLen       = 72 // sizeof(struct inet_diag_msg)
 
 	ipprotoTCP = 6
 )
 
 // Address families as the kernel numbers them.
 const (
-	FamilyUnix  = 1  // AF_UNIX
-	FamilyINet  = 2  // AF_INET
-	FamilyINet6 = 10 // AF_INET6
+	// FamilyUnspec asks for IPv4 and IPv6 TCP sockets in one dump.
+	FamilyUnspec = 0  // AF_UNSPEC
+	FamilyUnix   = 1  // AF_UNIX
+	FamilyINet   = 2  // AF_INET
+	FamilyINet6  = 10 // AF_INET6
 )
 
 // InetRequest describes one inet_diag dump.
@@ -43,21 +50,43 @@ type InetRequest struct {
 	MemInfo bool   // ask for INET_DIAG_SKMEMINFO
 }
 
-// MarshalBinary encodes the request as struct inet_diag_req_v2 for TCP.
+// MarshalBinary encodes the request as struct inet_diag_req_v2 for TCP, or,
+// for FamilyUnspec, as the original struct inet_diag_req (see
+// messageType).
 func (r InetRequest) MarshalBinary() ([]byte, error) {
-	if r.Family != FamilyINet && r.Family != FamilyINet6 {
+	var ext byte
+	if r.MemInfo {
+		// idiag_ext is a bit set of (1 << (INET_DIAG_xxx - 1)).
+		ext = 1 << (inetDiagSKMemInfo - 1)
+	}
+	switch r.Family {
+	case FamilyUnspec:
+		// Family, address lengths, ext; the socket id (b[4:52]) stays
+		// zero; states; dbs.
+		b := make([]byte, inetDiagReqCompatLen)
+		b[3] = ext
+		binary.NativeEndian.PutUint32(b[52:56], r.States)
+		return b, nil
+	case FamilyINet, FamilyINet6:
+	default:
 		return nil, fmt.Errorf("inet_diag: unsupported address family %d", r.Family)
 	}
 	b := make([]byte, inetDiagReqLen)
 	b[0] = r.Family
 	b[1] = ipprotoTCP
-	if r.MemInfo {
-		// idiag_ext is a bit set of (1 << (INET_DIAG_xxx - 1)).
-		b[2] = 1 << (inetDiagSKMemInfo - 1)
-	}
+	b[2] = ext
 	binary.NativeEndian.PutUint32(b[4:8], r.States)
 	// The socket id (b[8:56]) stays zero: no address filter.
 	return b, nil
+}
+
+// messageType is the netlink message type of the request (and its
+// replies): TCPDIAG_GETSOCK for FamilyUnspec, else SOCK_DIAG_BY_FAMILY.
+func (r InetRequest) messageType() uint16 {
+	if r.Family == FamilyUnspec {
+		return tcpDiagGetSock
+	}
+	return sockDiagByFamily
 }
 
 // InetSocket is one socket record of an inet_diag reply.

@@ -2,6 +2,7 @@ package sockdiag
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"strings"
@@ -362,8 +363,30 @@ func TestInetRequestMarshalBinary(t *testing.T) {
 	}
 }
 
+// TestInetRequestCompat: AF_UNSPEC becomes the original struct
+// inet_diag_req (TCPDIAG_GETSOCK), which dumps both IP families at once.
+func TestInetRequestCompat(t *testing.T) {
+	r := InetRequest{Family: FamilyUnspec, States: 1 << StateListen, MemInfo: true}
+	got, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 60)
+	want[3] = 1 << (7 - 1) // idiag_ext: INET_DIAG_SKMEMINFO
+	binary.NativeEndian.PutUint32(want[52:56], 1<<StateListen)
+	if !bytes.Equal(got, want) {
+		t.Errorf("MarshalBinary()\n got % x\nwant % x", got, want)
+	}
+	if typ := r.messageType(); typ != 18 {
+		t.Errorf("message type %d, want TCPDIAG_GETSOCK (18)", typ)
+	}
+	if typ := (InetRequest{Family: FamilyINet}).messageType(); typ != 20 {
+		t.Errorf("message type %d, want SOCK_DIAG_BY_FAMILY (20)", typ)
+	}
+}
+
 func TestInetRequestMarshalBinaryUnsupportedFamily(t *testing.T) {
-	for _, family := range []uint8{0, FamilyUnix, 3, 16, 255} {
+	for _, family := range []uint8{FamilyUnix, 3, 16, 255} {
 		got, err := InetRequest{Family: family, States: 1 << StateListen}.MarshalBinary()
 		if err == nil {
 			t.Errorf("family %d: MarshalBinary() = % x, want error", family, got)

@@ -15,8 +15,8 @@ type Queue struct {
 	Limit  uint32
 }
 
-// ListenQueues dumps the listeners of family (FamilyUnix, FamilyINet or
-// FamilyINet6) and appends their queues to dst. It asks the kernel for no
+// ListenQueues dumps the listeners of family (FamilyUnix, FamilyINet,
+// FamilyINet6, or FamilyUnspec for TCP over both IP families) and appends their queues to dst. It asks the kernel for no
 // names or memory counters and decodes each record in place, so frequent
 // sampling stays cheap: a fraction of the cost of a full dump.
 func (c *Conn) ListenQueues(family uint8, dst []Queue) ([]Queue, error) {
@@ -24,13 +24,15 @@ func (c *Conn) ListenQueues(family uint8, dst []Queue) ([]Queue, error) {
 		body  []byte
 		err   error
 		parse func([]byte) (Queue, bool, error)
+		typ   uint16 = sockDiagByFamily
 	)
 	if family == FamilyUnix {
 		body, err = UnixRequest{States: 1 << StateListen, QueuesOnly: true}.MarshalBinary()
 		parse = ParseUnixQueue
 	} else {
-		body, err = InetRequest{Family: family, States: 1 << StateListen}.MarshalBinary()
-		parse = ParseInetQueue
+		req := InetRequest{Family: family, States: 1 << StateListen}
+		body, err = req.MarshalBinary()
+		parse, typ = ParseInetQueue, req.messageType()
 	}
 	if err != nil {
 		return dst, err
@@ -38,7 +40,7 @@ func (c *Conn) ListenQueues(family uint8, dst []Queue) ([]Queue, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, err := c.c.Send(netlink.Message{
-		Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
+		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump},
 		Data:   body,
 	}); err != nil {
 		return dst, fmt.Errorf("sock_diag queue dump (family %d): %w", family, err)
@@ -49,7 +51,7 @@ func (c *Conn) ListenQueues(family uint8, dst []Queue) ([]Queue, error) {
 		if err != nil {
 			return dst, fmt.Errorf("sock_diag queue dump (family %d): %w", family, err)
 		}
-		if m.Header.Type != sockDiagByFamily {
+		if m.Header.Type != netlink.HeaderType(typ) {
 			continue
 		}
 		q, ok, err := parse(m.Data)
