@@ -159,7 +159,8 @@ start listen "$bin/loadgen" -listeners "$listeners" -port "$port_base"
 listen_pid=$!
 wait_ready listen "$listen_pid" 60
 
-start exporter nice -n "$nice" "$bin/listenq_exporter" --web.listen-address="127.0.0.1:$metrics_port"
+# The benchmark's namespace alone, as one namespace's figures.
+start exporter nice -n "$nice" "$bin/listenq_exporter" --web.listen-address="127.0.0.1:$metrics_port" --no-netns.discovery
 exporter_pid=$!
 url=http://127.0.0.1:$metrics_port/metrics
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sampler"
@@ -95,7 +96,7 @@ func (s *Sampler) round() time.Duration {
 	handles := s.namespaces.Handles()
 	sources := s.listeners.allSources(handles)
 	errs := make([]error, len(sources))
-	costs := make([]time.Duration, len(sources))
+	cpu0 := processCPU()
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range min(samplerWorkers, len(sources)) {
@@ -103,9 +104,7 @@ func (s *Sampler) round() time.Duration {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				t := time.Now()
 				errs[i] = sources[i].sample()
-				costs[i] = time.Since(t)
 			}
 		}()
 	}
@@ -115,11 +114,10 @@ func (s *Sampler) round() time.Duration {
 	close(next)
 	wg.Wait()
 	s.listeners.prune(handles)
-	var cost time.Duration
-	for _, c := range costs {
-		cost += c
-	}
-	wait := s.budget(cost)
+	// The process's CPU over the round: the sampler's own, and whatever
+	// else ran meanwhile (a scrape), which only makes it back off more
+	// when the exporter is busy.
+	wait := s.budget(processCPU() - cpu0)
 	for _, src := range sources {
 		if src.tracker != nil {
 			src.tracker.SetInterval(wait)
@@ -129,8 +127,8 @@ func (s *Sampler) round() time.Duration {
 	return wait
 }
 
-// budget returns the interval that keeps a round costing cost (the time its
-// reads took, nearly all of it CPU in the kernel) within maxCPU of a core.
+// budget returns the interval that keeps a round costing cost (CPU time)
+// within maxCPU of a core.
 func (s *Sampler) budget(cost time.Duration) time.Duration {
 	if s.maxCPU <= 0 {
 		return s.interval
@@ -178,4 +176,13 @@ func (s *Sampler) collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(samplerRoundDesc, prometheus.GaugeValue, s.lastRound.Seconds())
 		ch <- prometheus.MustNewConstMetric(samplerIntervalDesc, prometheus.GaugeValue, s.effective.Seconds())
 	}
+}
+
+// processCPU is the CPU time the exporter has used, user and system.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

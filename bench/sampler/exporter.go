@@ -59,7 +59,9 @@ type exporter struct {
 // so callers can check what the exporter sees.
 func startExporter(ctx context.Context, bin string, port int, args ...string) (*exporter, []byte, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
+	// One namespace, the benchmark's own; and the sampler's raw cost at
+	// each interval, not capped by its CPU budget.
+	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr, "--no-netns.discovery", "--sampler.max-cpu=0"}, args...)...)
 	e := &exporter{
 		cmd:    cmd,
 		url:    "http://" + addr + "/metrics",

@@ -333,21 +333,28 @@ func (k *keptFiles) close() {
 	}
 }
 
-// readAt0 reads a whole procfs file again from its start; procfs
-// regenerates the content for a read at offset 0.
+// readAt0 reads a whole procfs file again from its start, in one read:
+// procfs regenerates the content for every read at another offset than
+// where the last one ended, so reading in pieces (or reading again to see
+// the end) would make the kernel format the file (netstat: over 200
+// counters) several times. A read shorter than the buffer is the whole
+// file; a full one is retried with a larger buffer.
 func readAt0(f *os.File) ([]byte, error) {
-	buf := make([]byte, 0, 4096)
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := unix.Pread(int(f.Fd()), buf[len(buf):cap(buf)], int64(len(buf)))
+		buf := *bp
+		n, err := unix.Pread(int(f.Fd()), buf, 0)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", f.Name(), err)
 		}
-		if n == 0 {
-			return buf, nil
+		if n < len(buf) || len(buf) >= 4<<20 {
+			return append([]byte(nil), buf[:n]...), nil
 		}
-		buf = buf[:len(buf)+n]
+		*bp = make([]byte, 4*len(buf))
 	}
 }
+
+// readBufs are readAt0's buffers, shared: hundreds of namespaces are read
+// every scrape.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}

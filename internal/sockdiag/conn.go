@@ -12,6 +12,10 @@ import (
 // (netlink caps its dump buffers at 32 KiB).
 const dumpBufferSize = 32 << 10
 
+// smallBufferSize is the read buffer of sockets in namespaces with few
+// sockets.
+const smallBufferSize = 8 << 10
+
 // Conn is a NETLINK_SOCK_DIAG socket. It reports the sockets of the network
 // namespace it was opened in.
 //
@@ -23,13 +27,14 @@ type Conn struct {
 }
 
 // Dial opens a sock_diag socket in the calling thread's network namespace.
-// With large, it reads dumps through a 32 KiB buffer: that saves a peek per
-// datagram and lets the kernel pack a dump into 32 KiB datagrams instead of
-// pages, so a dump of thousands of sockets takes a dozen reads, not
-// hundreds. Each socket keeps its own such buffers, so sockets of
-// namespaces holding a handful of listeners (pods) are better without.
+// It reads dumps through fixed buffers, which saves a peek and an
+// allocation per datagram; the kernel sizes a dump's datagrams to the
+// reader's buffer. With large, 32 KiB, so a dump of thousands of sockets
+// takes a dozen reads, not hundreds; else 8 KiB, plenty for a namespace
+// holding a handful of listeners (a pod), since each socket keeps its own
+// buffers and a node has hundreds of pods.
 func Dial(large bool) (*Conn, error) {
-	cfg := &netlink.Config{}
+	cfg := &netlink.Config{MessageBufferSize: smallBufferSize}
 	if large {
 		cfg.MessageBufferSize = dumpBufferSize
 	}
