@@ -159,8 +159,13 @@ start listen "$bin/loadgen" -listeners "$listeners" -port "$port_base"
 listen_pid=$!
 wait_ready listen "$listen_pid" 60
 
-# The benchmark's namespace alone, as one namespace's figures.
-start exporter nice -n "$nice" "$bin/listenq_exporter" --web.listen-address="127.0.0.1:$metrics_port" --no-netns.discovery
+# The benchmark's namespace alone, as one namespace's figures (an exporter
+# from before discovery, with --rev, reads only its own anyway).
+single=()
+if "$bin/listenq_exporter" --help 2>&1 | grep -q -- '--\[no-\]netns.discovery'; then
+	single=(--no-netns.discovery)
+fi
+start exporter nice -n "$nice" "$bin/listenq_exporter" --web.listen-address="127.0.0.1:$metrics_port" "${single[@]}"
 exporter_pid=$!
 url=http://127.0.0.1:$metrics_port/metrics
 

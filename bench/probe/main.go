@@ -10,19 +10,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"math"
-	"net/http"
 	"os"
 	"os/exec"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/listenq/listenq_exporter/bench/internal/benchutil"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
@@ -51,13 +51,13 @@ func main() {
 // stats prints the median and the nearest-rank p99 (with 50 samples, the
 // slowest one).
 func stats(d []time.Duration) string {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	ms := func(x time.Duration) float64 { return float64(x) / 1e6 }
-	median := (ms(s[(len(s)-1)/2]) + ms(s[len(s)/2])) / 2
-	p99 := ms(s[int(math.Ceil(0.99*float64(len(s))))-1])
+	ms := make([]float64, len(d))
+	for i, x := range d {
+		ms[i] = benchutil.Ms(x)
+	}
+	s := benchutil.Summarize(ms)
 	return fmt.Sprintf("n=%d median_ms=%.3f p99_ms=%.3f min_ms=%.3f max_ms=%.3f",
-		len(s), median, p99, ms(s[0]), ms(s[len(s)-1]))
+		s.N, s.Median, s.P99, s.Min, s.Max)
 }
 
 func scrape(args []string) error {
@@ -71,34 +71,10 @@ func scrape(args []string) error {
 	if fs.NArg() != 1 || *n < 1 {
 		return errors.New("scrape: need one URL and -n >= 1")
 	}
-	url := fs.Arg(0)
 	// One kept-alive connection, as a Prometheus server holds; compression
 	// only when asked for, so the default matches curl's.
-	client := &http.Client{
-		Timeout:   10 * time.Second,
-		Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 1},
-	}
-	get := func() ([]byte, time.Duration, error) {
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		if err != nil {
-			return nil, 0, err
-		}
-		if *gz {
-			req.Header.Set("Accept-Encoding", "gzip")
-		}
-		start := time.Now()
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, 0, err
-		}
-		body, err := io.ReadAll(resp.Body)
-		elapsed := time.Since(start)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		return body, elapsed, err
-	}
+	s := benchutil.NewScraper(context.Background(), fs.Arg(0))
+	get := func() ([]byte, time.Duration, error) { return s.TimedScrape(*gz) }
 
 	// A listener whose owner is not yet known is left out of the scrape
 	// (for up to --owner.min-scan-interval); timing such scrapes would
@@ -157,28 +133,9 @@ func scrape(args []string) error {
 // time it hardly depends on what else the machine runs, so it shows a cost
 // growing with connections even when the latency figures are noisy.
 func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, in parentheses, may contain spaces and ")"; the
-	// fields after its last ")" start at field 3, utime and stime are 14
-	// and 15.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-		ticks += v
-	}
+	ticks, err := benchutil.CPUTicks(pid)
 	// /proc counts in USER_HZ, which Linux fixes at 100 on x86 and arm.
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
+	return time.Duration(ticks) * 10 * time.Millisecond, err
 }
 
 // scrapeStats is what a scrape saw, so the script can tell a fast scrape
@@ -218,23 +175,9 @@ func execCmd(args []string) error {
 	run := func() (time.Duration, error) {
 		// The output goes through a pipe and is read, as it would be by a
 		// terminal or a script; /dev/null would flatter the command.
-		cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return 0, err
-		}
-		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			return 0, err
-		}
-		lines = 0
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines++
-		}
-		err = cmd.Wait()
-		return time.Since(start), err
+		d, n, err := benchutil.TimeLines(exec.Command(fs.Arg(0), fs.Args()[1:]...))
+		lines = n
+		return d, err
 	}
 	// One untimed run pulls the binary and its libraries into the cache.
 	if _, err := run(); err != nil {
@@ -269,10 +212,13 @@ func dump(args []string) error {
 	if *n < 1 {
 		return errors.New("dump: need -n >= 1")
 	}
-	conn, err := sockdiag.Dial(true)
+	// Dialled here rather than with sockdiag.Dial, whose signature changed:
+	// bench/run.sh --rev builds this probe against older revisions too.
+	nc, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{MessageBufferSize: 32 << 10})
 	if err != nil {
 		return err
 	}
+	conn := sockdiag.NewConn(nc)
 	defer conn.Close()
 	var sockets int
 	once := func() (time.Duration, error) {

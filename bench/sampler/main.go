@@ -29,15 +29,15 @@ import (
 	"log"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/listenq/listenq_exporter/bench/internal/benchutil"
 )
 
 type config struct {
@@ -71,12 +71,6 @@ const (
 	cpuMargin = 2.0
 )
 
-var (
-	// errGoalMissed makes the exit status 3.
-	errGoalMissed = errors.New("goal missed")
-	errUsage      = errors.New("usage")
-)
-
 func main() {
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("sampler: ")
@@ -87,28 +81,10 @@ func main() {
 // deferred cleanups run before main exits.
 func mainStatus() int {
 	c, err := parseFlags(os.Args[1:])
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		return 2 // the flag package has said what was wrong
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "sampler:", err)
-		return 2
+	if err != nil {
+		return benchutil.UsageStatus("sampler", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	err = run(ctx, c)
-	switch {
-	case errors.Is(err, errGoalMissed):
-		return 3
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "sampler:", err)
-		return 1
-	}
-	return 0
+	return benchutil.Run("sampler", c.timeout, func(ctx context.Context) error { return run(ctx, c) })
 }
 
 func parseFlags(args []string) (config, error) {
@@ -136,21 +112,12 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.out, "out", "", "also write the table to this file")
 	fs.StringVar(&c.version, "version", "", "exporter version, for the table's header")
 	fs.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, fmt.Errorf("%w: %w", errUsage, err)
+	if err := benchutil.ParseFlags(fs, args); err != nil {
+		return c, err
 	}
 	if c.quick {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, value := range map[string]string{"intervals": "", "measure": "3s", "settle": "1s", "trials": "5"} {
-			if !set[name] {
-				if err := fs.Set(name, value); err != nil {
-					return c, err
-				}
-			}
+		if err := benchutil.SetUnset(fs, map[string]string{"intervals": "", "measure": "3s", "settle": "1s", "trials": "5"}); err != nil {
+			return c, err
 		}
 	}
 	var err error
@@ -262,11 +229,12 @@ type report struct {
 }
 
 func run(ctx context.Context, c config) error {
-	rep := &report{c: c, started: time.Now(), load0: loadavg(), nice: niceness()}
-	var err error
-	if rep.defInterval, rep.window, err = exporterDefaults(ctx, c.exporter); err != nil {
+	rep := &report{c: c, started: time.Now(), load0: benchutil.LoadAvg(), nice: benchutil.Niceness()}
+	defaults, err := benchutil.DurationDefaults(ctx, c.exporter, "sampler.interval", "sampler.window")
+	if err != nil {
 		return err
 	}
+	rep.defInterval, rep.window = defaults[0], defaults[1]
 	if rep.defInterval <= 0 {
 		return fmt.Errorf("%s has its sampler off by default; nothing to benchmark", c.exporter)
 	}
@@ -299,19 +267,16 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
-	rep.load1 = loadavg()
+	rep.load1 = benchutil.LoadAvg()
 	rep.elapsed = time.Since(rep.started)
 
 	var buf strings.Builder
 	missed := rep.table(&buf)
-	fmt.Print(buf.String())
-	if c.out != "" {
-		if err := os.WriteFile(c.out, []byte(buf.String()), 0o644); err != nil {
-			return err
-		}
+	if err := benchutil.Output(buf.String(), c.out); err != nil {
+		return err
 	}
 	if missed && !c.quick && c.tcp == 1000 && c.unix == 10000 {
-		return errGoalMissed
+		return benchutil.ErrGoalMissed
 	}
 	return nil
 }
@@ -354,7 +319,7 @@ func measureCPU(ctx context.Context, c config, sh shape, iv time.Duration) (cpuR
 	if err != nil {
 		return r, err
 	}
-	defer e.stop()
+	defer e.Stop()
 	// A fast exporter that sees less than the namespace holds would
 	// flatter the figures, unless a collector was turned off on purpose.
 	s := exported(body)
@@ -363,42 +328,42 @@ func measureCPU(ctx context.Context, c config, sh shape, iv time.Duration) (cpuR
 		return r, fmt.Errorf("the exporter sees %d TCP and %d unix listeners (%d of them not exported), want at least %d and %d",
 			s.tcp, s.unix+s.unixOmitted, s.unixOmitted, c.tcp, sh.named)
 	}
-	e.idle()
-	if err := sleep(ctx, c.settle); err != nil {
+	e.Idle()
+	if err := benchutil.Sleep(ctx, c.settle); err != nil {
 		return r, err
 	}
-	pid := e.pid()
-	cpu0, err := cpuTime(pid)
+	pid := e.PID()
+	cpu0, err := benchutil.CPUClock(pid)
 	if err != nil {
 		return r, err
 	}
-	ticks0, err := cpuTicks(pid)
+	ticks0, err := benchutil.CPUTicks(pid)
 	if err != nil {
 		return r, err
 	}
 	t0 := time.Now()
 	cpu, t := cpu0, t0
 	for range c.slices {
-		if err := sleep(ctx, c.measure/time.Duration(c.slices)); err != nil {
+		if err := benchutil.Sleep(ctx, c.measure/time.Duration(c.slices)); err != nil {
 			return r, err
 		}
-		cpuN, err := cpuTime(pid)
+		cpuN, err := benchutil.CPUClock(pid)
 		if err != nil {
-			return r, errors.Join(err, e.alive())
+			return r, errors.Join(err, e.Alive())
 		}
 		tN := time.Now()
 		f := float64(cpuN-cpu) / float64(tN.Sub(t))
 		r.sliceMin, r.sliceMax = min(r.sliceMin, f), max(r.sliceMax, f)
 		cpu, t = cpuN, tN
 	}
-	ticks1, err := cpuTicks(pid)
+	ticks1, err := benchutil.CPUTicks(pid)
 	if err != nil {
 		return r, err
 	}
 	wall := t.Sub(t0)
 	r.frac = float64(cpu-cpu0) / float64(wall)
 	r.ticksFrac = float64(ticks1-ticks0) / float64(c.clkTck) / wall.Seconds()
-	return r, e.alive()
+	return r, e.Alive()
 }
 
 // runBursts runs the burst trials against an exporter at
@@ -416,7 +381,7 @@ func runBursts(ctx context.Context, c config, rep *report) error {
 	if err != nil {
 		return err
 	}
-	defer e.stop()
+	defer e.Stop()
 	log.Printf("bursts at interval %v: %d trials of each of %v", iv, c.trials, c.bursts)
 	rep.bursts = make([]burstResult, len(c.bursts))
 	for i, d := range c.bursts {
@@ -438,14 +403,14 @@ func runBursts(ctx context.Context, c config, rep *report) error {
 		}
 		log.Printf("  round %d/%d done", round+1, c.trials)
 	}
-	return e.alive()
+	return e.Alive()
 }
 
 // trial is one burst: a queue of backlog 4 held full (5 waiting) for
 // burst, then drained, and the exporter scraped two intervals later.
-func trial(ctx context.Context, e *exporter, burst, iv time.Duration, rep *report) (caught bool, held time.Duration, err error) {
+func trial(ctx context.Context, e *benchutil.Exporter, burst, iv time.Duration, rep *report) (caught bool, held time.Duration, err error) {
 	const backlog, full = 4, 5
-	fd, err := listenTCP(0, backlog)
+	fd, err := benchutil.ListenTCP(0, backlog)
 	if err != nil {
 		return false, 0, err
 	}
@@ -458,7 +423,7 @@ func trial(ctx context.Context, e *exporter, burst, iv time.Duration, rep *repor
 	if err != nil {
 		return false, 0, err
 	}
-	if _, limit, err := acceptQueue(fd); err != nil || limit != backlog {
+	if _, limit, err := benchutil.AcceptQueue(fd); err != nil || limit != backlog {
 		return false, 0, fmt.Errorf("listener's effective backlog %d, want %d (somaxconn too low?): %w", limit, backlog, err)
 	}
 
@@ -466,7 +431,7 @@ func trial(ctx context.Context, e *exporter, burst, iv time.Duration, rep *repor
 	t0 := time.Now()
 	deadline := t0.Add(10 * time.Second)
 	for {
-		body, err := e.scrape()
+		body, err := e.Scrape(false)
 		if err != nil {
 			return false, 0, err
 		}
@@ -477,12 +442,12 @@ func trial(ctx context.Context, e *exporter, burst, iv time.Duration, rep *repor
 		if time.Now().After(deadline) {
 			return false, 0, fmt.Errorf("no listenq_queue_peak_length for inode %d after 10s", ino)
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := benchutil.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return false, 0, err
 		}
 	}
 	// Start at a random point of the sampler's cycle, as real bursts do.
-	if err := sleep(ctx, rand.N(iv)); err != nil {
+	if err := benchutil.Sleep(ctx, rand.N(iv)); err != nil {
 		return false, 0, err
 	}
 
@@ -492,7 +457,7 @@ func trial(ctx context.Context, e *exporter, burst, iv time.Duration, rep *repor
 		return false, 0, err
 	}
 	defer clients.closeAll()
-	if err := waitQueue(fd, full, time.Second); err != nil {
+	if err := benchutil.WaitQueue(fd, full, time.Second); err != nil {
 		return false, 0, err
 	}
 	filled := time.Now()
@@ -508,14 +473,14 @@ func trial(ctx context.Context, e *exporter, burst, iv time.Duration, rep *repor
 	if n != full {
 		return false, 0, fmt.Errorf("drained %d connections, want %d", n, full)
 	}
-	if length, _, err := acceptQueue(fd); err != nil || length != 0 {
+	if length, _, err := benchutil.AcceptQueue(fd); err != nil || length != 0 {
 		return false, 0, fmt.Errorf("queue holds %d after draining, want 0: %w", length, err)
 	}
 
-	if err := sleep(ctx, 2*iv); err != nil {
+	if err := benchutil.Sleep(ctx, 2*iv); err != nil {
 		return false, 0, err
 	}
-	body, err := e.scrape()
+	body, err := e.Scrape(false)
 	if err != nil {
 		return false, 0, err
 	}
@@ -531,8 +496,6 @@ func (rep *report) table(w io.Writer) (missed bool) {
 	c := rep.c
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	pct := func(f float64) string { return strconv.FormatFloat(100*f, 'f', 3, 64) }
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
 	version := c.version
 	if version == "" {
 		version = "(unknown version)"
@@ -540,14 +503,14 @@ func (rep *report) table(w io.Writer) (missed bool) {
 
 	p("listenq_exporter sampler benchmark, %s", rep.started.UTC().Format("2006-01-02 15:04 UTC"))
 	p("exporter %s, %s, Linux %s, %d CPUs; binary defaults --sampler.interval=%v --sampler.window=%v",
-		version, runtime.Version(), unix.ByteSliceToString(uts.Release[:]), runtime.NumCPU(), rep.defInterval, rep.window)
+		version, runtime.Version(), benchutil.KernelRelease(), runtime.NumCPU(), rep.defInterval, rep.window)
 	p("namespace: %d TCP listeners on 127.0.0.1 (plus the exporter's own) and, per shape, %d unix sockets", c.tcp, c.unix)
 	if len(c.flags) > 0 {
 		p("exporter flags: %s", strings.Join(c.flags, " "))
 	}
 	p("measured at nice %d; run took %v%s", rep.nice, rep.elapsed.Round(time.Second), map[bool]string{true: " (--quick)"}[c.quick])
 	p("load average (1 min) before / after: %s / %s on %d CPUs", rep.load0, rep.load1, runtime.NumCPU())
-	if l0, l1 := atof(rep.load0), atof(rep.load1); l0 > float64(runtime.NumCPU()) || l1 > float64(runtime.NumCPU()) {
+	if benchutil.Busy(rep.load0, rep.load1) {
 		p("WARNING: other work kept the CPUs busy during the run; the figures are noisy")
 	}
 	p("")
@@ -617,10 +580,10 @@ func (rep *report) table(w io.Writer) (missed bool) {
 		for _, r := range rep.bursts {
 			p("  %-8v %8s %6.0f%% %8.0f%% %18s", r.burst, fmt.Sprintf("%d/%d", r.caught, r.trials),
 				100*float64(r.caught)/float64(r.trials), 100*min(1, float64(r.burst)/float64(iv)),
-				fmt.Sprintf("%.1f/%.1f", ms(r.heldSum/time.Duration(r.trials)), ms(r.heldMx)))
+				fmt.Sprintf("%.1f/%.1f", benchutil.Ms(r.heldSum/time.Duration(r.trials)), benchutil.Ms(r.heldMx)))
 		}
-		p("slowest fill (5 connects until the queue was full): %.2f ms; slowest drain: %.2f ms;", ms(rep.burstFillMx), ms(rep.drainMx))
-		p("slowest wait for a new listener's series: %.0f ms", ms(rep.seriesWaitMx))
+		p("slowest fill (5 connects until the queue was full): %.2f ms; slowest drain: %.2f ms;", benchutil.Ms(rep.burstFillMx), benchutil.Ms(rep.drainMx))
+		p("slowest wait for a new listener's series: %.0f ms", benchutil.Ms(rep.seriesWaitMx))
 		shortest := time.Duration(0)
 		for i := len(rep.bursts) - 1; i >= 0 && rep.bursts[i].caught == rep.bursts[i].trials; i-- {
 			shortest = rep.bursts[i].burst
@@ -632,34 +595,4 @@ func (rep *report) table(w io.Writer) (missed bool) {
 		}
 	}
 	return missed
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func atof(s string) float64 {
-	f, _ := strconv.ParseFloat(s, 64)
-	return f
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
-}
-
-// niceness is this process's nice value, which the exporter inherits.
-func niceness() int {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	// Field 19 is the nice value, 17th after the command name's ')'.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 17 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[16])
-	return n
 }

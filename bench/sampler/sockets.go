@@ -5,16 +5,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/listenq/listenq_exporter/bench/internal/benchutil"
 )
 
-// Every socket here is made with raw syscalls and SOCK_CLOEXEC: the backlog
-// is then exactly what was asked for (net.Listen always asks for
-// somaxconn), and the exporter, started by this process, inherits none of
-// the thousands of descriptors (its owner scan would otherwise find them
-// in its own /proc/PID/fd too).
+// Every socket here is made with raw syscalls and SOCK_CLOEXEC, as
+// benchutil's are: the backlog is then exactly what was asked for
+// (net.Listen always asks for somaxconn), and the exporter, started by this
+// process, inherits none of the thousands of descriptors (its owner scan
+// would otherwise find them in its own /proc/PID/fd too).
 
 // fdSet is a group of descriptors closed together.
 type fdSet []int
@@ -48,7 +49,7 @@ func raiseNOFILE(need uint64) error {
 func openTCPListeners(port, n int) (fdSet, error) {
 	fds := make(fdSet, 0, n)
 	for p := port; p < port+n; p++ {
-		fd, err := listenTCP(p, 511)
+		fd, err := benchutil.ListenTCP(p, 511)
 		if err != nil {
 			fds.closeAll()
 			return nil, fmt.Errorf("listen on 127.0.0.1:%d: %w", p, err)
@@ -56,25 +57,6 @@ func openTCPListeners(port, n int) (fdSet, error) {
 		fds = append(fds, fd)
 	}
 	return fds, nil
-}
-
-// listenTCP listens on 127.0.0.1:port (0: any free port) with the given
-// backlog, non-blocking so that draining its queue stops at EAGAIN.
-func listenTCP(port, backlog int) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return -1, err
-	}
-	sa := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
-	if err := unix.Bind(fd, sa); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	if err := unix.Listen(fd, backlog); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
 }
 
 // openUnix fills the namespace with unix sockets: named listeners (files
@@ -143,35 +125,17 @@ func localPort(fd int) (int, error) {
 	return in4.Port, nil
 }
 
-// acceptQueue returns a TCP listener's queue length and effective backlog
-// as the kernel holds them: for a listener, TCP_INFO reports
-// sk_ack_backlog as tcpi_unacked and sk_max_ack_backlog as tcpi_sacked.
-// It is the same pair the exporter reads, without a netlink dump.
-func acceptQueue(fd int) (length, limit uint32, err error) {
-	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	if err != nil {
-		return 0, 0, err
-	}
-	return info.Unacked, info.Sacked, nil
-}
-
-// dialTCP starts n non-blocking connects to 127.0.0.1:port. On loopback
-// the handshakes complete within microseconds, without this process
-// waiting for them.
+// dialTCP starts n non-blocking connects to 127.0.0.1:port (see
+// benchutil.DialTCP).
 func dialTCP(port, n int) (fdSet, error) {
 	fds := make(fdSet, 0, n)
-	sa := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
 	for range n {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		fd, err := benchutil.DialTCP(port)
 		if err != nil {
 			fds.closeAll()
 			return nil, err
 		}
 		fds = append(fds, fd)
-		if err := unix.Connect(fd, sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
-			fds.closeAll()
-			return nil, fmt.Errorf("connect to 127.0.0.1:%d: %w", port, err)
-		}
 	}
 	return fds, nil
 }
@@ -190,22 +154,4 @@ func drainAccept(fd, limit int) (int, error) {
 		unix.Close(nfd)
 	}
 	return limit, fmt.Errorf("still connections to accept after %d", limit)
-}
-
-// waitQueue polls a TCP listener until its queue holds want connections.
-func waitQueue(fd int, want uint32, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		n, _, err := acceptQueue(fd)
-		if err != nil {
-			return err
-		}
-		if n == want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("accept queue holds %d after %v, want %d", n, timeout, want)
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
 }
