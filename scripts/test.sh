@@ -81,3 +81,4 @@ done
 log "benchmark smoke runs"
 bash bench/run.sh --smoke
 bash bench/sampler.sh --quick
+bash bench/netns.sh --quick
