@@ -386,7 +386,7 @@ func (x *ListenerExporter) selectListeners(batches []readBatch) ([]exported, [][
 	kept := out[:0]
 	for _, e := range out {
 		o, ok := owners[e.Inode]
-		e.process, e.container = printable([]byte(o.Comm)), o.Container
+		e.process, e.container = printableString(o.Comm), o.Container
 		switch {
 		case !ok:
 			omitted[e.batch][omitPending]++
@@ -561,6 +561,17 @@ func printable(b []byte) string {
 		b = b[size:]
 	}
 	return sb.String()
+}
+
+// printableString is printable for a string, without copying the string
+// when it needs no escaping: owner names are looked up every scrape.
+func printableString(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '\\' {
+			return printable([]byte(s))
+		}
+	}
+	return s
 }
 
 // plainASCII reports whether b is printable ASCII without backslashes, as
