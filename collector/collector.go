@@ -102,6 +102,10 @@ func AddFlags(app *kingpin.Application) Selection {
 	return sel
 }
 
+// ValidateFlags checks the collectors' own options, so a bad value stops
+// the exporter before anything else starts.
+func ValidateFlags() error { return validateTCPFlags() }
+
 // Enabled lists the names of the collectors switched on, sorted.
 func (s Selection) Enabled() []string {
 	var names []string

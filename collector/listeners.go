@@ -98,12 +98,18 @@ type ListenerFilters struct {
 	MaxListeners int
 }
 
+// maxListenersLimit bounds --filter.max-listeners: far above any host, low
+// enough that no arithmetic on it overflows.
+const maxListenersLimit = 10_000_000
+
 // FilterFlags holds the raw flag values until they are compiled.
 type FilterFlags struct {
 	listenerInclude, listenerExclude *string
 	portInclude, portExclude         *string
 	processInclude, processExclude   *string
-	maxListeners                     *int
+	// maxListeners is parsed here, not by kingpin, whose Int turns an
+	// out-of-range number into a wrong one instead of an error.
+	maxListeners *string
 }
 
 // AddFilterFlags adds the --filter.* flags to app.
@@ -120,7 +126,7 @@ func AddFilterFlags(app *kingpin.Application) *FilterFlags {
 		processExclude:  re("process-exclude", "Do not export listeners whose owning process name matches"),
 		maxListeners: app.Flag("filter.max-listeners",
 			"Export at most this many listeners in all, across protocols and network namespaces (the oldest sockets are kept); the rest are counted in listenq_listeners_omitted{reason=\"cap\"}.").
-			Default("5000").Int(),
+			Default("5000").String(),
 	}
 }
 
@@ -149,10 +155,11 @@ func (f *FilterFlags) Compile() (ListenerFilters, error) {
 		}
 		*p.dst = regexp.MustCompile("^(?:" + *p.src + ")$")
 	}
-	if *f.maxListeners < 1 {
-		return lf, fmt.Errorf("--filter.max-listeners must be at least 1, got %d", *f.maxListeners)
+	n, err := strconv.Atoi(*f.maxListeners)
+	if err != nil || n < 1 || n > maxListenersLimit {
+		return lf, fmt.Errorf("--filter.max-listeners must be a whole number from 1 to %d, got %q", maxListenersLimit, *f.maxListeners)
 	}
-	lf.MaxListeners = *f.maxListeners
+	lf.MaxListeners = n
 	return lf, nil
 }
 

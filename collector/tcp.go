@@ -39,13 +39,24 @@ type tcpCollector struct {
 func newTCPCollector(d Deps) (Collector, error) {
 	c := &tcpCollector{namespaces: d.Namespaces, out: d.Listeners}
 	d.Listeners.register("tcp", protocol{ReadTCPListeners, tcpQueues})
+	if err := validateTCPFlags(); err != nil {
+		return nil, err
+	}
 	if synQueueEnabled != nil && *synQueueEnabled {
-		if *synQueueInterval <= 0 {
-			return nil, fmt.Errorf("--collector.tcp.syn-queue.interval must be positive, got %v", *synQueueInterval)
-		}
 		c.syn = newSynCounters(d.Namespaces, *synQueueInterval, d.Logger)
 	}
 	return c, nil
+}
+
+// validateTCPFlags checks the tcp collector's options, whether counting is
+// on or not yet.
+func validateTCPFlags() error {
+	if synQueueInterval != nil && *synQueueInterval < time.Second {
+		// Each count walks the whole connection table: more often than
+		// every second is a mistake.
+		return fmt.Errorf("--collector.tcp.syn-queue.interval must be at least 1s, got %v", *synQueueInterval)
+	}
+	return nil
 }
 
 // Start runs SYN-queue counting in the background.

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -37,6 +39,7 @@ const (
 type config struct {
 	webFlags        *web.FlagConfig
 	metricsPath     *string
+	maxRequests     *int
 	procfs          *string
 	rootfs          *string
 	discovery       *discoveryFlags
@@ -53,6 +56,9 @@ func addFlags(app *kingpin.Application) *config {
 	c := &config{
 		webFlags:    webflag.AddFlags(app, defaultAddress),
 		metricsPath: app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String(),
+		maxRequests: app.Flag("web.max-requests",
+			"Maximum number of parallel scrape requests; more get 503. 0 disables the limit.").
+			Default("40").Int(),
 		procfs:      app.Flag("path.procfs", "procfs mountpoint: the host's /proc (with the host's PID namespace) to see every process and network namespace.").Default("/proc").String(),
 		rootfs:      app.Flag("path.rootfs", "The host's root filesystem, where /run/netns, docker's netns mounts and the container runtimes' sockets are found (/host when the exporter runs in a container with the host's / mounted there).").Default("/").String(),
 		discovery:   addDiscoveryFlags(app),
@@ -91,6 +97,15 @@ func main() {
 }
 
 func run(cfg *config, logger *slog.Logger) error {
+	if err := validateTelemetryPath(*cfg.metricsPath); err != nil {
+		return err
+	}
+	if *cfg.maxRequests < 0 {
+		return fmt.Errorf("--web.max-requests must be 0 (no limit) or more, got %d", *cfg.maxRequests)
+	}
+	if len(cfg.collectors.Enabled()) == 0 {
+		logger.Warn("every collector is switched off: the exporter serves only its own health metrics")
+	}
 	if path := *cfg.webFlags.WebConfigFile; path != "" {
 		if err := web.Validate(path); err != nil {
 			return fmt.Errorf("--web.config.file %s: %w", path, err)
@@ -105,6 +120,9 @@ func run(cfg *config, logger *slog.Logger) error {
 		Description: "Listen-queue (accept backlog) health per listener",
 		Version:     version.Info(),
 		Links:       []web.LandingLinks{{Address: *cfg.metricsPath, Text: "Metrics"}},
+		// No /debug/pprof is served: an exporter with these privileges
+		// should not hand out profiles to whoever can reach it.
+		Profiling: "false",
 	})
 	if err != nil {
 		return fmt.Errorf("landing page: %w", err)
@@ -116,21 +134,43 @@ func run(cfg *config, logger *slog.Logger) error {
 		mux.Handle("/", landing)
 	}
 	logger.Info("starting "+exporterName, "version", version.Info(), "collectors", cfg.collectors.Enabled())
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	server := newServer(mux)
 	if err := web.ListenAndServe(server, cfg.webFlags, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Longer than any usual scrape interval, so a Prometheus server
+		// keeps its connection, while abandoned ones are closed.
+		IdleTimeout: 5 * time.Minute,
+	}
+}
+
+// minSamplerInterval keeps a mistyped interval (1ns) from spinning a core:
+// one round over a busy host takes milliseconds.
+const minSamplerInterval = 10 * time.Millisecond
+
 func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (http.Handler, error) {
 	filters, err := cfg.filters.Compile()
 	if err != nil {
 		return nil, err
 	}
+	if err := collector.ValidateFlags(); err != nil {
+		return nil, err
+	}
 	interval, window := *cfg.samplerInterval, *cfg.samplerWindow
-	if interval < 0 || (interval > 0 && window < interval) {
-		return nil, fmt.Errorf("--sampler.interval (%v) must be 0 or positive and at most --sampler.window (%v)", interval, window)
+	switch {
+	case interval < 0 || (interval > 0 && interval < minSamplerInterval):
+		return nil, fmt.Errorf("--sampler.interval must be 0 (off) or at least %v, got %v", minSamplerInterval, interval)
+	case window <= 0:
+		return nil, fmt.Errorf("--sampler.window must be positive, got %v", window)
+	case window < interval:
+		return nil, fmt.Errorf("--sampler.window (%v) must be at least --sampler.interval (%v)", window, interval)
 	}
 	if c := *cfg.samplerMaxCPU; c < 0 || c > 1 {
 		return nil, fmt.Errorf("--sampler.max-cpu must be between 0 and 1 (a share of one core), got %v", c)
@@ -160,8 +200,28 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	reg.MustRegister(extra...)
-	return promhttp.HandlerFor(collector.Merge(exporter, reg), promhttp.HandlerOpts{
-		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		ErrorHandling: promhttp.ContinueOnError,
-	}), nil
+	handler := promhttp.HandlerFor(collector.Merge(exporter, reg), promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: *cfg.maxRequests,
+	})
+	// promhttp_metric_handler_requests_total{code} and _in_flight, as
+	// node_exporter serves them: 503s beyond --web.max-requests show there.
+	return promhttp.InstrumentMetricHandler(reg, handler), nil
+}
+
+// validateTelemetryPath accepts a clean absolute path and nothing that
+// net/http's ServeMux would read as a pattern: a method ("GET /x"), a
+// wildcard ("/{x}"), a subtree ("/x/"), or a host.
+func validateTelemetryPath(p string) error {
+	bad := func(why string) error { return fmt.Errorf("--web.telemetry-path %q: %s", p, why) }
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return bad("must be an absolute path such as /metrics")
+	case strings.ContainsAny(p, "{} \t\r\n?#"):
+		return bad("must be a literal path: no spaces, braces, ? or #")
+	case p != "/" && path.Clean(p) != p:
+		return bad("must be a clean path, without a trailing slash, // or dot segments")
+	}
+	return nil
 }

@@ -17,7 +17,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +48,17 @@ func TestBadInputFailsAtStartup(t *testing.T) {
 		{"unknown flag", []string{"--no-such-flag"}, "unknown long flag '--no-such-flag'"},
 		{"bad regexp", []string{"--filter.port-include=(80"}, "--filter.port-include"},
 		{"bad cap", []string{"--filter.max-listeners=0"}, "--filter.max-listeners"},
+		{"huge cap", []string{"--filter.max-listeners=99999999999999999999"}, `got "99999999999999999999"`},
+		{"tiny sampler interval", []string{"--sampler.interval=1ns"}, "--sampler.interval"},
+		{"negative window, sampler off", []string{"--sampler.interval=0", "--sampler.window=-1s"}, "--sampler.window"},
+		{"negative syn-queue interval", []string{"--collector.tcp.syn-queue.interval=-1s"}, "--collector.tcp.syn-queue.interval"},
+		{"relative telemetry path", []string{"--web.telemetry-path=metrics"}, "--web.telemetry-path"},
+		{"empty telemetry path", []string{"--web.telemetry-path="}, "--web.telemetry-path"},
+		{"wildcard telemetry path", []string{"--web.telemetry-path=/{x}"}, "--web.telemetry-path"},
+		{"method in telemetry path", []string{"--web.telemetry-path=GET /metrics"}, "--web.telemetry-path"},
+		{"subtree telemetry path", []string{"--web.telemetry-path=/metrics/"}, "--web.telemetry-path"},
+		{"negative max requests", []string{"--web.max-requests=-1"}, "--web.max-requests"},
+		{"sampler max cpu", []string{"--sampler.max-cpu=2"}, "--sampler.max-cpu"},
 		{"unreadable procfs", []string{"--path.procfs=" + filepath.Join(t.TempDir(), "nope")}, "--path.procfs"},
 		{"bad web config", []string{"--web.config.file=" + badConfig}, "--web.config.file"},
 		{"missing web config", []string{"--web.config.file=" + badConfig + ".missing"}, "--web.config.file"},
@@ -112,6 +125,9 @@ func TestScrapeOverHTTP(t *testing.T) {
 	t.Run("promtool check metrics", func(t *testing.T) { promtoolCheckMetrics(t, body) })
 
 	landing := get(t, http.DefaultClient, base+"/", http.StatusOK)
+	if strings.Contains(landing, "debug/pprof") {
+		t.Errorf("landing page links profiles the exporter does not serve: %q", landing)
+	}
 	if !strings.Contains(landing, `href="/metrics"`) {
 		t.Errorf("landing page does not link to /metrics: %q", landing)
 	}
@@ -387,4 +403,55 @@ func daemonSetCapabilities(t *testing.T) []string {
 		t.Fatal("the DaemonSet adds no capability; the parser or the manifest changed")
 	}
 	return caps
+}
+
+// TestMaxRequests: beyond --web.max-requests scrapes in flight, a scrape
+// gets 503, and promhttp_metric_handler_requests_total counts it.
+func TestMaxRequests(t *testing.T) {
+	testns.Require(t)
+	for range 200 {
+		testns.ListenTCP(t, "127.0.0.1:0", 4, false)
+	}
+	base := startExporter(t, "--web.max-requests=1")
+	codes := make(chan int, 100)
+	var wg sync.WaitGroup
+	for range cap(codes) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _, err := testbin.Fetch(http.DefaultClient, base+"/metrics")
+			if err != nil {
+				t.Error(err)
+			}
+			codes <- code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[http.StatusOK] == 0 || count[http.StatusServiceUnavailable] == 0 {
+		t.Fatalf("100 concurrent scrapes with --web.max-requests=1 got %v, want both 200s and 503s", count)
+	}
+	body := get(t, http.DefaultClient, base+"/metrics", http.StatusOK)
+	re := regexp.MustCompile(`(?m)^promhttp_metric_handler_requests_total\{code="503"\} ([0-9]+)$`)
+	m := re.FindStringSubmatch(body)
+	if m == nil || m[1] != strconv.Itoa(count[http.StatusServiceUnavailable]) {
+		t.Errorf("promhttp_metric_handler_requests_total{code=\"503\"} = %v, want %d", m, count[http.StatusServiceUnavailable])
+	}
+}
+
+// TestServerClosesIdleConnections: an abandoned keep-alive connection is
+// closed at some point, while one a Prometheus server reuses every scrape
+// interval is kept.
+func TestServerClosesIdleConnections(t *testing.T) {
+	s := newServer(http.NewServeMux())
+	if s.IdleTimeout < 2*time.Minute || s.IdleTimeout > time.Hour {
+		t.Errorf("IdleTimeout = %v, want a few minutes: longer than scrape intervals, not forever", s.IdleTimeout)
+	}
+	if s.ReadHeaderTimeout <= 0 {
+		t.Errorf("ReadHeaderTimeout = %v, want a bound", s.ReadHeaderTimeout)
+	}
 }
