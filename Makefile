@@ -29,7 +29,7 @@ bench:
 	bash bench/run.sh
 
 docker:
-	docker build -t listenq_exporter:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REV) -t listenq_exporter:$(VERSION) .
 
 clean:
 	rm -f $(BINARY)

@@ -21,11 +21,13 @@ fi
 # Debian packages: promtool and the Prometheus server, nginx and php-fpm for
 # the scenario tests, nftables and iproute2 for the namespace tests,
 # containerd, runc, the CNI plugins and busybox for real CRI pods, dockerd
-# for real Docker containers, setpriv for the privilege tests.
+# for real Docker containers, setpriv for the privilege tests, strace and
+# systemd-analyze for the systemd unit's sandbox test.
 need_pkgs=()
 for pair in promtool:prometheus ss:iproute2 nft:nftables nginx:nginx php-fpm:php-fpm curl:curl \
 	containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
-	dockerd:docker.io /bin/busybox:busybox-static setpriv:util-linux; do
+	dockerd:docker.io /bin/busybox:busybox-static setpriv:util-linux \
+	strace:strace systemd-analyze:systemd; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	if [[ $cmd == /* ]]; then
 		[ -e "$cmd" ] || need_pkgs+=("$pkg")
@@ -68,8 +70,8 @@ go vet ./...
 log "golangci-lint"
 "$GOBIN/golangci-lint" run ./...
 
-log "go test"
-go test -count=1 ./...
+log "go test -race"
+go test -race -count=1 ./...
 
 log "fuzz ($FUZZTIME each)"
 for pkg in ./internal/sockdiag/ ./internal/netns/ ./internal/cgroup/; do
