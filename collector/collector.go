@@ -192,7 +192,8 @@ func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
 		return nil, err
 	}
 	mfs, err := reg.Gather()
-	return mergeFamilies(mfs, fams.families()), err
+	out, clash := mergeFamilies(mfs, fams.families())
+	return out, errors.Join(err, clash)
 }
 
 func (e *Exporter) collect(ch chan<- prometheus.Metric, fams *listenerFamilies) {
@@ -242,21 +243,33 @@ func Merge(gs ...prometheus.Gatherer) prometheus.Gatherer {
 		var errs []error
 		for _, g := range gs {
 			mfs, err := g.Gather()
-			all = mergeFamilies(all, mfs)
-			if err != nil {
-				errs = append(errs, err)
-			}
+			var clash error
+			all, clash = mergeFamilies(all, mfs)
+			errs = append(errs, err, clash)
 		}
 		return all, errors.Join(errs...)
 	})
 }
 
 // mergeFamilies joins two lists of families, sorted by name. Two families of
-// one name would make an invalid exposition; the second is dropped.
-func mergeFamilies(a, b []*dto.MetricFamily) []*dto.MetricFamily {
+// one name would make an invalid exposition: the second is dropped, and the
+// clash is an error (a bug: two sources export one name), which promhttp
+// logs and the tests catch.
+func mergeFamilies(a, b []*dto.MetricFamily) ([]*dto.MetricFamily, error) {
 	out := slices.Concat(a, b)
 	slices.SortStableFunc(out, func(x, y *dto.MetricFamily) int { return strings.Compare(x.GetName(), y.GetName()) })
-	return slices.CompactFunc(out, func(x, y *dto.MetricFamily) bool { return x.GetName() == y.GetName() })
+	var clashes []string
+	out = slices.CompactFunc(out, func(x, y *dto.MetricFamily) bool {
+		if x.GetName() != y.GetName() {
+			return false
+		}
+		clashes = append(clashes, x.GetName())
+		return true
+	})
+	if len(clashes) > 0 {
+		return out, fmt.Errorf("metric families exported twice, the second dropped: %s", strings.Join(clashes, ", "))
+	}
+	return out, nil
 }
 
 func (h *health) report(logger *slog.Logger, err error) {

@@ -33,11 +33,13 @@ type Sampler struct {
 	namespaces netns.Namespaces
 	listeners  *ListenerExporter
 
-	mu        sync.Mutex
-	lastRound time.Duration
-	effective time.Duration // interval in force after the CPU budget
-	rounds    uint64
-	failing   map[*source]bool
+	mu          sync.Mutex
+	lastRound   time.Duration
+	effective   time.Duration // interval in force after the CPU budget
+	rounds      uint64
+	lastSuccess time.Time // end of the last round in which every read worked
+	failing     map[*source]bool
+	errors      map[*source]uint64
 }
 
 // samplerWorkers bounds the namespaces read at once in a round: the work is
@@ -47,6 +49,15 @@ const samplerWorkers = 2
 var (
 	samplerRoundDesc = prometheus.NewDesc(namespace+"_sampler_round_duration_seconds",
 		"How long the background sampler's last round over every listener of every namespace took.",
+		nil, nil)
+	samplerRoundsDesc = prometheus.NewDesc(namespace+"_sampler_rounds_total",
+		"Rounds the background sampler has made. If this stops rising, listenq_queue_peak_length and listenq_queue_full_seconds_total are frozen and the alerts built on them are blind.",
+		nil, nil)
+	samplerErrorsDesc = prometheus.NewDesc(namespace+"_sampler_errors_total",
+		"Sampler reads of one namespace's listeners that failed; the exporter log says why.",
+		append(append([]string{}, nsLabels...), "proto"), nil)
+	samplerLastSuccessDesc = prometheus.NewDesc(namespace+"_sampler_last_success_timestamp_seconds",
+		"When the background sampler last finished a round in which every read succeeded (Unix time).",
 		nil, nil)
 	samplerIntervalDesc = prometheus.NewDesc(namespace+"_sampler_interval_seconds",
 		"Time between two sampler rounds now: --sampler.interval, or longer when a round costs more than --sampler.max-cpu allows (many namespaces). Bursts shorter than this are caught with probability duration/interval.",
@@ -59,7 +70,8 @@ func NewSampler(interval, window time.Duration, maxCPU float64, logger *slog.Log
 	if interval <= 0 {
 		return nil
 	}
-	return &Sampler{interval: interval, window: window, maxCPU: maxCPU, effective: interval, logger: logger, failing: map[*source]bool{}}
+	return &Sampler{interval: interval, window: window, maxCPU: maxCPU, effective: interval, logger: logger,
+		failing: map[*source]bool{}, errors: map[*source]uint64{}}
 }
 
 // use makes s sample the listener sources of x in namespaces: every source
@@ -144,6 +156,7 @@ func (s *Sampler) report(sources []*source, errs []error, took, wait time.Durati
 	}
 	s.lastRound, s.effective, s.rounds = took, wait, s.rounds+1
 	live := make(map[*source]bool, len(sources))
+	allOK := true
 	for i, src := range sources {
 		live[src] = true
 		err := errs[i]
@@ -157,10 +170,18 @@ func (s *Sampler) report(sources []*source, errs []error, took, wait time.Durati
 			s.logger.Info("sampler reads listeners again", "proto", src.proto, "netns", src.ns.ID)
 		}
 		s.failing[src] = err != nil
+		if err != nil {
+			s.errors[src]++
+			allOK = false
+		}
+	}
+	if allOK {
+		s.lastSuccess = time.Now()
 	}
 	for src := range s.failing {
 		if !live[src] {
 			delete(s.failing, src)
+			delete(s.errors, src)
 		}
 	}
 }
@@ -172,9 +193,19 @@ func (s *Sampler) collect(ch chan<- prometheus.Metric) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(samplerRoundsDesc, prometheus.CounterValue, float64(s.rounds))
 	if s.rounds > 0 {
 		ch <- prometheus.MustNewConstMetric(samplerRoundDesc, prometheus.GaugeValue, s.lastRound.Seconds())
 		ch <- prometheus.MustNewConstMetric(samplerIntervalDesc, prometheus.GaugeValue, s.effective.Seconds())
+	}
+	if !s.lastSuccess.IsZero() {
+		ch <- prometheus.MustNewConstMetric(samplerLastSuccessDesc, prometheus.GaugeValue, float64(s.lastSuccess.UnixNano())/1e9)
+	}
+	// Every live source, so a namespace's counter exists (at 0) before
+	// its first failure and rate() sees the first one.
+	for src := range s.failing {
+		labels := append(nsLabelValues(src.ns), src.proto)
+		ch <- prometheus.MustNewConstMetric(samplerErrorsDesc, prometheus.CounterValue, float64(s.errors[src]), labels...)
 	}
 }
 
