@@ -51,10 +51,10 @@ func newTCPCollector(d Deps) (Collector, error) {
 // validateTCPFlags checks the tcp collector's options, whether counting is
 // on or not yet.
 func validateTCPFlags() error {
-	if synQueueInterval != nil && *synQueueInterval < time.Second {
-		// Each count walks the whole connection table: more often than
-		// every second is a mistake.
-		return fmt.Errorf("--collector.tcp.syn-queue.interval must be at least 1s, got %v", *synQueueInterval)
+	if synQueueInterval != nil && *synQueueInterval < 10*time.Millisecond {
+		// A mistyped interval (1ns, or negative) would spin a core on
+		// dumps of the whole connection table.
+		return fmt.Errorf("--collector.tcp.syn-queue.interval must be at least 10ms, got %v", *synQueueInterval)
 	}
 	return nil
 }
