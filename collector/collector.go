@@ -146,6 +146,17 @@ type Exporter struct {
 type health struct {
 	mu      sync.Mutex
 	failing bool
+	told    bool // that the collector is unsupported here
+}
+
+// unsupported logs once that the kernel lacks what the collector reads.
+func (h *health) unsupported(logger *slog.Logger, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.told {
+		logger.Info("collector left out: this kernel does not support it", "err", err)
+		h.told = true
+	}
 }
 
 // New builds the collectors that sel switched on.
@@ -218,6 +229,10 @@ func (e *Exporter) run(name string, c Collector, s Scrape) {
 	start := time.Now()
 	err := c.Update(s)
 	elapsed := time.Since(start).Seconds()
+	if errors.Is(err, errUnsupported) {
+		e.health[name].unsupported(e.logger.With("collector", name), err)
+		return
+	}
 	success := 1.0
 	if err != nil {
 		success = 0

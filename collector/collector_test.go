@@ -10,6 +10,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
@@ -73,5 +74,37 @@ func TestSamplerHealthMetrics(t *testing.T) {
 	}
 	if v := one(t, got, "listenq_sampler_last_success_timestamp_seconds", nil).value; v != success {
 		t.Errorf("last success moved to %v after failed rounds, want %v", v, success)
+	}
+}
+
+// TestUnixDiagMissingIsUnsupported: on a kernel without unix_diag (the
+// dump fails with ENOENT) the unix collector is left out, success metric
+// included, and no namespace counts as failed; the others go on.
+func TestUnixDiagMissingIsUnsupported(t *testing.T) {
+	dial := func() (*sockdiag.Conn, error) {
+		return sockdiag.NewConn(nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+			if reqs[0].Data[0] == sockdiag.FamilyUnix {
+				return nil, unix.ENOENT
+			}
+			return inetDumpReply(t, reqs[0], fakeInet(reqs[0], fakeListeners))
+		})), nil
+	}
+	got := gather(t, newFakeRegistry(t, fixture(t, fixtureNetstat), dial, nil, "tcp", "unix"))
+	if s := find(got, "listenq_scrape_collector_success", map[string]string{"collector": "unix"}); len(s) != 0 {
+		t.Errorf("unix collector success exported on a kernel without unix_diag: %v", s)
+	}
+	if v := one(t, got, "listenq_scrape_collector_success", map[string]string{"collector": "tcp"}).value; v != 1 {
+		t.Errorf("tcp success = %v, want 1", v)
+	}
+	if v := one(t, got, "listenq_netns_scrape_success", map[string]string{"netns": ""}).value; v != 1 {
+		t.Errorf("netns success = %v, want 1: a kernel without unix_diag is no namespace failure", v)
+	}
+}
+
+// TestEmptyNetstatIsAFailure: an empty /proc/net/netstat is no success.
+func TestEmptyNetstatIsAFailure(t *testing.T) {
+	got := gather(t, newFakeRegistry(t, fixture(t, ""), fakeDial(t), nil, "netstat"))
+	if v := one(t, got, "listenq_scrape_collector_success", map[string]string{"collector": "netstat"}).value; v != 0 {
+		t.Errorf("netstat success with an empty file = %v, want 0", v)
 	}
 }

@@ -36,10 +36,11 @@ const maxNamespaceReaders = 4
 // A namespace closed under the read (it went away) is neither.
 func forEachNamespace(s Scrape, collector string, read func(h *netns.Handle) error) error {
 	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, maxNamespaceReaders)
+		mu          sync.Mutex
+		errs        []error
+		unsupported bool
+		wg          sync.WaitGroup
+		sem         = make(chan struct{}, maxNamespaceReaders)
 	)
 	for _, h := range s.handles {
 		wg.Add(1)
@@ -50,6 +51,13 @@ func forEachNamespace(s Scrape, collector string, read func(h *netns.Handle) err
 			if err == nil || errors.Is(err, netns.ErrClosed) {
 				return
 			}
+			if errors.Is(err, errUnsupported) {
+				// The kernel's, not the namespace's: no namespace failed.
+				mu.Lock()
+				unsupported = true
+				mu.Unlock()
+				return
+			}
 			s.failures.add(h, collector, err)
 			mu.Lock()
 			errs = append(errs, err)
@@ -57,11 +65,19 @@ func forEachNamespace(s Scrape, collector string, read func(h *netns.Handle) err
 		}()
 	}
 	wg.Wait()
-	if len(errs) > 0 && len(errs) == len(s.handles) {
+	switch {
+	case unsupported && len(errs) == 0:
+		return errUnsupported
+	case len(errs) > 0 && len(errs) == len(s.handles):
 		return errors.Join(errs...)
 	}
 	return nil
 }
+
+// errUnsupported is a collector's answer on a kernel that lacks what it
+// reads (unix_diag not built or loaded): the collector is left out of the
+// scrape, success metric included, rather than failing on every scrape.
+var errUnsupported = errors.New("not supported by this kernel")
 
 // nsFailures are the namespaces collectors failed to read in one scrape.
 type nsFailures struct {

@@ -160,8 +160,8 @@ func (s *Sampler) report(sources []*source, errs []error, took, wait time.Durati
 	for i, src := range sources {
 		live[src] = true
 		err := errs[i]
-		if errors.Is(err, netns.ErrClosed) {
-			err = nil // the namespace went during the round
+		if errors.Is(err, netns.ErrClosed) || errors.Is(err, errUnsupported) {
+			err = nil // the namespace went during the round; or nothing to read
 		}
 		switch {
 		case err != nil && !s.failing[src]:

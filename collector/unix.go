@@ -2,7 +2,10 @@ package collector
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
@@ -43,7 +46,7 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
 	}
 	socks, err := conn.UnixSockets(sockdiag.UnixRequest{States: 1 << sockdiag.StateListen})
 	if err != nil {
-		return nil, ns.Failed(conn, err)
+		return nil, unixDiagErr(ns.Failed(conn, err))
 	}
 	out := make([]Listener, 0, len(socks))
 	for _, s := range socks {
@@ -95,7 +98,16 @@ func unixQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error
 	}
 	dst, err = conn.ListenQueues(sockdiag.FamilyUnix, dst)
 	if err != nil {
-		err = ns.Failed(conn, err)
+		err = unixDiagErr(ns.Failed(conn, err))
 	}
 	return dst, err
+}
+
+// unixDiagErr marks the kernel's "no sock_diag handler for AF_UNIX"
+// (ENOENT: unix_diag not built, or its module not loaded) as unsupported.
+func unixDiagErr(err error) error {
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unix_diag (kernel module unix_diag not loaded?): %w", errUnsupported)
+	}
+	return err
 }
