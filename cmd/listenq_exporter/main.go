@@ -151,6 +151,9 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
+// ownerMissScans is how many scans must miss a socket's holder.
+const ownerMissScans = 3
+
 // minSamplerInterval keeps a mistyped interval (1ns) from spinning a core:
 // one round over a busy host takes milliseconds.
 const minSamplerInterval = 10 * time.Millisecond
@@ -179,6 +182,10 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 		return nil, fmt.Errorf("--owner.min-scan-interval must not be negative, got %v", *cfg.ownerScanPeriod)
 	}
 	resolver := owner.NewResolver(*cfg.procfs, *cfg.ownerScanPeriod)
+	// A socket no scan finds a holder for is looked for in two more scans
+	// before it is exported with process="": labels are fixed once
+	// exported, and one scan can miss a process between fork and exec.
+	resolver.SetMissScans(ownerMissScans)
 	namespaces, extra, err := newNamespaces(ctx, cfg, resolver, logger)
 	if err != nil {
 		return nil, err

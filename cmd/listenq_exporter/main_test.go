@@ -310,7 +310,7 @@ func TestDiscoveryWithoutPrivilege(t *testing.T) {
 	l := testns.ListenTCP(t, "127.0.0.1:0", 3, false)
 	addr := "127.0.0.1:" + testbin.FreePort(t)
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
-		bin, "--web.listen-address="+addr, "--netns.discovery", "--runtime.disable")
+		bin, "--web.listen-address="+addr, "--netns.discovery", "--runtime.disable", "--owner.min-scan-interval=0s")
 	p := testbin.StartCmd(t, cmd)
 	var body string
 	testbin.WaitFor(t, 10*time.Second, "a scrape with the own namespace's listener", []*testbin.Proc{p}, func() (bool, string) {

@@ -32,6 +32,11 @@ type Resolver struct {
 	// describeWait bounds how long an owner waits for a settled container
 	// name before it is answered with what is known.
 	describeWait time.Duration
+	// missScans is how many scans must miss a socket before it is
+	// answered as owned by nobody (""): a process may be between fork and
+	// exec, or exit, during one scan. Labels are fixed once answered, so a
+	// transient miss must not stick.
+	missScans int
 
 	mu       sync.Mutex
 	owners   map[uint64]*entry
@@ -59,6 +64,9 @@ type entry struct {
 	// zero once settled. Such an owner is not answered until it settles
 	// or describeWait passes, since labels never change once exported.
 	unsettled time.Time
+	// misses counts scans that found no holder; while it is below
+	// missScans the socket is pending, and is looked for again.
+	misses int
 }
 
 // NewResolver returns a Resolver reading procfs at procRoot that scans at most
@@ -70,7 +78,17 @@ func NewResolver(procRoot string, minInterval time.Duration) *Resolver {
 		forgetAfter: 10 * time.Minute,
 		now:         time.Now,
 		owners:      map[uint64]*entry{},
+		missScans:   1,
 	}
+}
+
+// SetMissScans makes a socket no scan finds a holder for pending until n
+// scans (at most one per min interval) have missed it; 1 answers "" after
+// the first.
+func (r *Resolver) SetMissScans(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.missScans = max(n, 1)
 }
 
 // SetDescriber makes the Resolver name the container of each owner it
@@ -102,13 +120,18 @@ func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
 	now := r.now()
 	var unknown []uint64
 	for _, ino := range inodes {
-		if e, ok := r.owners[ino]; ok {
+		e, ok := r.owners[ino]
+		switch {
+		case !ok:
+			unknown = append(unknown, ino)
+		case e.misses > 0 && e.misses < r.missScans:
+			e.lastSeen = now
+			unknown = append(unknown, ino) // look again
+		default:
 			e.lastSeen = now
 			if !e.unsettled.IsZero() {
 				r.settle(e, now)
 			}
-		} else {
-			unknown = append(unknown, ino)
 		}
 	}
 	canScan := r.scans == 0 || now.Sub(r.lastScan) >= r.minInterval
@@ -125,6 +148,10 @@ func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
 			if !ok && !canScan {
 				continue // pending until the next scan
 			}
+			if !ok {
+				r.missed(ino, now)
+				continue
+			}
 			e := &entry{Owner: r.owner(pid), lastSeen: now, unsettled: now}
 			r.settle(e, now)
 			r.owners[ino] = e
@@ -134,11 +161,22 @@ func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
 
 	out := make(map[uint64]Owner, len(inodes))
 	for _, ino := range inodes {
-		if e, ok := r.owners[ino]; ok && e.unsettled.IsZero() {
+		if e, ok := r.owners[ino]; ok && e.unsettled.IsZero() && (e.misses == 0 || e.misses >= r.missScans) {
 			out[ino] = e.Owner
 		}
 	}
 	return out
+}
+
+// missed records that a scan found no holder of ino.
+func (r *Resolver) missed(ino uint64, now time.Time) {
+	e := r.owners[ino]
+	if e == nil {
+		e = &entry{}
+		r.owners[ino] = e
+	}
+	e.misses++
+	e.lastSeen = now
 }
 
 // settle asks for the container name of e's owner again, and marks e
@@ -184,7 +222,10 @@ func (r *Resolver) forget(now time.Time) {
 
 // scan walks the processes in ascending pid order and returns every socket
 // inode they hold with the lowest pid holding it; with a master and its
-// workers sharing a listener that is (usually) the master.
+// workers sharing a listener that is (usually) the master. PID 1 is the
+// exception: with socket activation it holds every listener it passed on,
+// and the process serving it is the one to name, so PID 1 is only named
+// for a socket no other process holds.
 func scan(procRoot string) map[uint64]int {
 	held := map[uint64]int{}
 	for _, pid := range pids(procRoot) {
@@ -198,7 +239,7 @@ func scan(procRoot string) map[uint64]int {
 			continue
 		}
 		for _, ino := range inodes {
-			if _, ok := held[ino]; !ok {
+			if first, ok := held[ino]; !ok || first == 1 {
 				held[ino] = pid
 			}
 		}

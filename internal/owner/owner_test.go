@@ -471,3 +471,54 @@ func TestResolverConcurrent(t *testing.T) {
 		t.Errorf("Scans() = %d, want between 1 and 20 (one per distinct inode at most)", n)
 	}
 }
+
+// TestResolverPrefersServerOverPID1: with socket activation PID 1 holds
+// every listener it hands on; the process serving it is named, and PID 1
+// only for a socket nobody else holds.
+func TestResolverPrefersServerOverPID1(t *testing.T) {
+	root := procTree(t,
+		proc{pid: 1, comm: "systemd", fds: map[string]string{"40": sock(500), "41": sock(600)}},
+		proc{pid: 812, comm: "nginx", fds: map[string]string{"3": sock(500)}},
+		proc{pid: 813, comm: "nginx-worker", fds: map[string]string{"3": sock(500)}},
+	)
+	r, _ := newTestResolver(root, time.Minute)
+	got := r.Lookup([]uint64{500, 600})
+	if want := map[uint64]string{500: "nginx", 600: "systemd"}; !maps.Equal(got, want) {
+		t.Errorf("Lookup() = %v, want %v", got, want)
+	}
+}
+
+// TestResolverRetriesMisses: a socket no scan finds a holder for (a
+// process between fork and exec, or not yet visible) stays pending and is
+// looked for again, at most once per scan interval, before it is answered
+// as owned by nobody; labels are fixed once answered.
+func TestResolverRetriesMisses(t *testing.T) {
+	root := procTree(t, proc{pid: 10, comm: "app", fds: map[string]string{"3": sock(100)}})
+	r, clk := newTestResolver(root, 5*time.Second)
+	r.SetMissScans(3)
+	if got := r.Lookup([]uint64{100, 200}); !maps.Equal(got, map[uint64]string{100: "app"}) {
+		t.Fatalf("first Lookup() = %v, want only 100: app (200 pending after one miss)", got)
+	}
+	// Within the scan interval: no new scan, 200 still pending.
+	clk.advance(time.Second)
+	if got := r.Lookup([]uint64{200}); len(got) != 0 || r.Scans() != 1 {
+		t.Fatalf("Lookup() inside the interval = %v after %d scans, want pending and 1 scan", got, r.Scans())
+	}
+	// The holder appears; the next allowed scan names it.
+	writeProc(t, root, proc{pid: 20, comm: "late", fds: map[string]string{"4": sock(200)}})
+	clk.advance(5 * time.Second)
+	if got := r.Lookup([]uint64{200}); !maps.Equal(got, map[uint64]string{200: "late"}) {
+		t.Fatalf("after the holder appeared: %v, want 200: late", got)
+	}
+	// A socket nobody holds: pending for three scans, then "".
+	for i := range 3 {
+		clk.advance(5 * time.Second)
+		got, ok := r.Lookup([]uint64{300})[300]
+		if i < 2 && ok {
+			t.Fatalf("scan %d: 300 answered %q, want pending until 3 scans missed it", i+1, got)
+		}
+		if i == 2 && (!ok || got != "") {
+			t.Fatalf("after 3 missed scans: %q, %v; want \"\"", got, ok)
+		}
+	}
+}
