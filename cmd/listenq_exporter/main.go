@@ -59,9 +59,9 @@ func addFlags(app *kingpin.Application) *config {
 		maxRequests: app.Flag("web.max-requests",
 			"Maximum number of parallel scrape requests; more get 503. 0 disables the limit.").
 			Default("40").Int(),
-		procfs:      app.Flag("path.procfs", "procfs mountpoint: the host's /proc (with the host's PID namespace) to see every process and network namespace.").Default("/proc").String(),
-		rootfs:      app.Flag("path.rootfs", "The host's root filesystem, where /run/netns, docker's netns mounts and the container runtimes' sockets are found (/host when the exporter runs in a container with the host's / mounted there).").Default("/").String(),
-		discovery:   addDiscoveryFlags(app),
+		procfs:    app.Flag("path.procfs", "procfs mountpoint: the host's /proc (with the host's PID namespace) to see every process and network namespace.").Default("/proc").String(),
+		rootfs:    app.Flag("path.rootfs", "The host's root filesystem, where /run/netns, docker's netns mounts and the container runtimes' sockets are found (/host when the exporter runs in a container with the host's / mounted there).").Default("/").String(),
+		discovery: addDiscoveryFlags(app),
 		ownerScanPeriod: app.Flag("owner.min-scan-interval",
 			"Shortest time between two scans of /proc/*/fd to name the process owning new listeners; a listener first seen while a scan is not allowed is exported once it is named.").
 			Default("5s").Duration(),
