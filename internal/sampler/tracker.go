@@ -4,6 +4,7 @@
 package sampler
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -31,6 +32,10 @@ type Stats struct {
 // numBuckets+1 buckets, so that many slots are kept per listener.
 const numBuckets = 15
 
+// noBucket marks a slot that holds no bucket yet (indexes may be negative
+// for times before the epoch).
+const noBucket = math.MinInt64
+
 // numSlots is the number of buckets a series keeps: every bucket that can
 // overlap the window.
 const numSlots = numBuckets + 1
@@ -44,6 +49,10 @@ type Tracker struct {
 	mu     sync.Mutex
 	series map[uint64]*series
 	round  uint64
+	// epoch is the first observation's time. Buckets are counted from it
+	// with Time.Sub, which uses the monotonic clock: a wall-clock step (NTP)
+	// must neither expire peaks nor keep them past the window.
+	epoch time.Time
 }
 
 type series struct {
@@ -79,14 +88,17 @@ func (t *Tracker) SetInterval(interval time.Duration) {
 func (t *Tracker) Observe(now time.Time, samples []Sample) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	idx := now.UnixNano() / int64(t.width)
+	if t.epoch.IsZero() {
+		t.epoch = now
+	}
+	idx := t.bucket(now)
 	t.round++
 	for _, s := range samples {
 		sr := t.series[s.Inode]
 		if sr == nil {
 			sr = &series{}
 			for i := range sr.bucketIdx {
-				sr.bucketIdx[i] = -1
+				sr.bucketIdx[i] = noBucket
 			}
 			t.series[s.Inode] = sr
 		}
@@ -103,8 +115,18 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) {
 	}
 }
 
+// bucket is the index of the bucket holding now, counted from the epoch.
+func (t *Tracker) bucket(now time.Time) int64 {
+	d := now.Sub(t.epoch)
+	idx := int64(d / t.width)
+	if d < 0 && d%t.width != 0 {
+		idx-- // floor, so slots stay in range
+	}
+	return idx
+}
+
 func (sr *series) record(idx int64, length uint32) {
-	slot := idx % numSlots
+	slot := ((idx % numSlots) + numSlots) % numSlots
 	if sr.bucketIdx[slot] != idx {
 		sr.bucketIdx[slot], sr.maxes[slot] = idx, 0
 	}
@@ -120,7 +142,7 @@ func (t *Tracker) Stats(now time.Time, inode uint64) (Stats, bool) {
 	if !ok {
 		return Stats{}, false
 	}
-	idx := now.UnixNano() / int64(t.width)
+	idx := t.bucket(now)
 	var peak uint32
 	for slot, bi := range sr.bucketIdx {
 		// Bucket idx-numBuckets holds now-window (its end is after it),

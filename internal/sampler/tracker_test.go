@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // t0 starts on a bucket boundary for every window used below, so offsets
@@ -487,5 +488,49 @@ func TestTrackerSetInterval(t *testing.T) {
 	tr.Observe(t0.Add(2*time.Second), full)
 	if st, _ := tr.Stats(t0.Add(2*time.Second), 1); st.FullSeconds != 1.2 {
 		t.Errorf("at a 1s interval a 1s gap counts %v s more, want 1 (total 1.2)", st.FullSeconds-0.2)
+	}
+}
+
+// steppedWall returns t with its wall clock moved by d and its monotonic
+// reading kept: what time.Now() returns after an NTP step. The time
+// package offers no way to build one, so this edits the representation
+// documented in time.Time (wall: hasMonotonic flag, 33 bits of seconds
+// since 1885, 30 bits of nanoseconds; ext: monotonic nanoseconds).
+func steppedWall(t *testing.T, now time.Time, d time.Duration) time.Time {
+	t.Helper()
+	type repr struct {
+		wall uint64
+		ext  int64
+		loc  *time.Location
+	}
+	const hasMonotonic, nsecShift = 1 << 63, 30
+	r := (*repr)(unsafe.Pointer(&now))
+	if r.wall&hasMonotonic == 0 || d%time.Second != 0 {
+		t.Fatal("steppedWall needs a monotonic time and whole seconds")
+	}
+	secs := int64(r.wall<<1>>(nsecShift+1)) + int64(d/time.Second)
+	r.wall = hasMonotonic | uint64(secs)<<nsecShift | r.wall&(1<<nsecShift-1)
+	return now
+}
+
+// TestTrackerIgnoresWallClockSteps: an NTP step of the wall clock between
+// two rounds neither empties the peak nor keeps it past the window; only
+// the monotonic clock counts.
+func TestTrackerIgnoresWallClockSteps(t *testing.T) {
+	t0 := time.Now()
+	if got := steppedWall(t, t0, -time.Hour); got.Sub(t0) != 0 || got.UnixNano() != t0.Add(-time.Hour).UnixNano() {
+		t.Fatalf("steppedWall: Sub %v, wall %v; the test helper is wrong", got.Sub(t0), got)
+	}
+	for _, step := range []time.Duration{-time.Hour, time.Hour} {
+		tr := NewTracker(time.Minute, time.Second)
+		tr.Observe(t0, []Sample{{Inode: 1, Length: 9, Limit: 8}})
+		later := steppedWall(t, t0.Add(2*time.Second), step)
+		tr.Observe(later, []Sample{{Inode: 1, Length: 0, Limit: 8}})
+		if st, _ := tr.Stats(later, 1); st.Peak != 9 {
+			t.Errorf("wall clock stepped by %v: peak %d, want 9 (2 s ago by the monotonic clock)", step, st.Peak)
+		}
+		if st, _ := tr.Stats(steppedWall(t, t0.Add(2*time.Minute), step), 1); st.Peak != 0 {
+			t.Errorf("wall clock stepped by %v: peak %d two minutes later, want 0 (out of the window)", step, st.Peak)
+		}
 	}
 }
