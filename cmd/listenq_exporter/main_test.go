@@ -455,3 +455,19 @@ func TestServerClosesIdleConnections(t *testing.T) {
 		t.Errorf("ReadHeaderTimeout = %v, want a bound", s.ReadHeaderTimeout)
 	}
 }
+
+// TestAllCollectorsOffWarns: with every collector switched off the
+// exporter still serves its own health, and says in its log that it
+// exports nothing else.
+func TestAllCollectorsOffWarns(t *testing.T) {
+	addr := "127.0.0.1:" + testbin.FreePort(t)
+	p := testbin.Start(t, testbin.Exporter(t), "--web.listen-address="+addr, "--no-netns.discovery",
+		"--no-collector.tcp", "--no-collector.unix", "--no-collector.netstat", "--no-collector.sysctl")
+	testbin.WaitFor(t, 10*time.Second, "the exporter to serve", []*testbin.Proc{p}, func() (bool, string) {
+		body, err := testbin.Get(http.DefaultClient, "http://"+addr+"/metrics")
+		return err == nil && strings.Contains(body, "listenq_exporter_build_info"), fmt.Sprint(err)
+	})
+	if !strings.Contains(p.Output(), "every collector is switched off") {
+		t.Errorf("no warning that every collector is off:\n%s", p.Output())
+	}
+}
