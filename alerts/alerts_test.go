@@ -125,14 +125,15 @@ func runbookAnchors(t *testing.T) map[string]bool {
 	return anchors
 }
 
-// perListener tells alerts about one listener from alerts about a
-// namespace or the exporter: their expression reads listener metrics.
+// perListener tells rules about listeners from rules about a namespace or
+// the exporter: their expression reads listener metrics.
 var perListener = regexp.MustCompile(`listenq_(queue_|drops_total|syn_queue_length|socket:|listener:)`)
 
 // perNetns tells rules about one network namespace: their expression reads
 // per-namespace metrics (TcpExt counters, sysctls, omitted listeners, the
-// namespace's own scrape success and info).
-var perNetns = regexp.MustCompile(`listenq_(tcp_|somaxconn|netns_|netns:|listeners_omitted)`)
+// namespace's own scrape success and info, the sampler's errors reading
+// it).
+var perNetns = regexp.MustCompile(`listenq_(tcp_|somaxconn|netns_|netns:|listeners_omitted|sampler_errors)`)
 
 // Identity labels. Every per-namespace and per-listener series carries
 // netns, namespace and pod; listener series also container. A node holds
@@ -143,16 +144,45 @@ var (
 	listenerIdentity = []string{"netns", "namespace", "pod", "container"}
 )
 
-// identityOf returns the identity labels an expression's series carry: a
-// listener's, a namespace's, or none (exporter-level series).
-func identityOf(expr string) []string {
+// exporterScoped are alerts about the exporter itself whose expressions
+// also read a per-namespace metric, only to rule out a cause that another
+// alert reports per namespace. They join on the exporter alone (cluster,
+// job, instance) and their alerts carry no namespace labels.
+var exporterScoped = map[string]string{
+	"ListenqSamplerStalled": "no clean sampler round, unless a namespace's read errors explain it (ListenqSamplerFailing)",
+}
+
+// identityOf returns the identity labels a rule's result carries: a
+// listener's, a namespace's, or none (exporter-level series). A rule that
+// reads listener series but aggregates them by (…) a list without
+// listener adds listeners up into their namespace.
+func identityOf(r rule) []string {
+	if _, ok := exporterScoped[r.Alert]; ok && r.Alert != "" {
+		return nil
+	}
+	folds := false
+	for _, m := range labelList.FindAllStringSubmatch(r.Expr, -1) {
+		if m[1] == "by" && !slices.Contains(splitLabels(m[2]), "listener") {
+			folds = true
+		}
+	}
 	switch {
-	case perListener.MatchString(expr):
+	case perListener.MatchString(r.Expr) && !folds:
 		return listenerIdentity
-	case perNetns.MatchString(expr):
+	case perListener.MatchString(r.Expr) || perNetns.MatchString(r.Expr):
 		return netnsIdentity
 	}
 	return nil
+}
+
+func splitLabels(list string) []string {
+	var labels []string
+	for _, l := range strings.Split(list, ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			labels = append(labels, l)
+		}
+	}
+	return labels
 }
 
 // labelList matches PromQL's label lists: by (…), without (…), on (…) and
@@ -171,17 +201,21 @@ func TestRulesKeepIdentityLabels(t *testing.T) {
 		if name == "" {
 			name = "alert " + r.Alert
 		}
-		identity := identityOf(r.Expr)
+		identity := identityOf(r)
 		if identity == nil {
+			if _, ok := exporterScoped[r.Alert]; ok {
+				// Joined on the exporter: the same exporter, never a
+				// namespace's identity half-matched.
+				for _, m := range labelList.FindAllStringSubmatch(r.Expr, -1) {
+					if labels := splitLabels(m[2]); m[1] == "on" && (!slices.Contains(labels, "job") || !slices.Contains(labels, "instance")) {
+						t.Errorf("%s: on (%s) must match the exporter (job, instance)", name, m[2])
+					}
+				}
+			}
 			continue
 		}
 		for _, m := range labelList.FindAllStringSubmatch(r.Expr, -1) {
-			var labels []string
-			for _, l := range strings.Split(m[2], ",") {
-				if l = strings.TrimSpace(l); l != "" {
-					labels = append(labels, l)
-				}
-			}
+			labels := splitLabels(m[2])
 			// Aggregations keep the identity of the series they fold;
 			// joins (a listener with its namespace, at most) match on the
 			// namespace's.
@@ -225,17 +259,23 @@ func TestAlertsAreLabelledAndDocumented(t *testing.T) {
 			t.Errorf("%s: %s has no section with anchor #%s", a.Alert, runbookFile, anchor)
 		}
 		// The description names what is in trouble, the summary where,
-		// down to the pod and container when the alert is about one.
-		want := []string{"instance"}
-		wantSummary := []string{"instance"}
-		if perListener.MatchString(a.Expr) {
+		// down to the pod and container when the alert is about one. An
+		// absent() alert is about targets that are not there: it has no
+		// instance to name.
+		var want, wantSummary []string
+		if !strings.HasPrefix(strings.TrimSpace(a.Expr), "absent(") {
+			want = append(want, "instance")
+			wantSummary = append(wantSummary, "instance")
+		}
+		id := identityOf(a)
+		if slices.Contains(id, "container") {
 			want = append(want, "listener", "process")
 			if !strings.Contains(a.Expr, `proto="unix"`) {
 				want = append(want, "port")
 			}
 		}
-		want = append(want, identityOf(a.Expr)...)
-		if id := identityOf(a.Expr); id != nil {
+		want = append(want, id...)
+		if id != nil {
 			wantSummary = append(wantSummary, "namespace", "pod")
 			if slices.Contains(id, "container") {
 				wantSummary = append(wantSummary, "container")
@@ -390,7 +430,7 @@ func expectedFirings(t *testing.T) map[string][][]map[string]string {
 func TestAlertsAreUnitTestedPerPod(t *testing.T) {
 	firings := expectedFirings(t)
 	for _, a := range loadAlerts(t) {
-		identity := identityOf(a.Expr)
+		identity := identityOf(a)
 		if identity == nil {
 			continue
 		}
@@ -424,6 +464,348 @@ func TestAlertsAreUnitTestedPerPod(t *testing.T) {
 		}
 		if isListener && !twoPods {
 			t.Errorf("%s: no promtool test expects two pods in different Kubernetes namespaces with the same listener and port to fire as two alerts", a.Alert)
+		}
+	}
+}
+
+// The defaults the rules file is written for. docs/runbook.md ("Multi-cluster
+// and job selection") says how to change both in a copy of the file.
+const (
+	// clusterLabel tells the clusters of a global view (Thanos, Mimir,
+	// federation) apart. Every on (…) and by (…) list names it, as the
+	// kubernetes-mixin does: series of two clusters never meet, and a
+	// label absent on both sides matches, so one Prometheus without it is
+	// unaffected.
+	clusterLabel = "cluster"
+	// jobMatcher selects the exporter's targets. Every selector carries
+	// it, so the rules never read another job's series of the same name.
+	jobMatcher = `job=~".*listenq.*"`
+)
+
+// TestRulesKeepTheCluster checks every join and aggregation: on (…) and
+// by (…) must name the cluster label, ignoring (…) and without (…) must
+// not (they would drop or ignore it). Queries in annotations (template
+// query) must select the alert's own cluster and job.
+func TestRulesKeepTheCluster(t *testing.T) {
+	querySel := regexp.MustCompile(`printf "([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}"]*)\}"`)
+	for _, r := range loadRules(t) {
+		name := r.Record
+		if name == "" {
+			name = "alert " + r.Alert
+		}
+		for _, m := range labelList.FindAllStringSubmatch(r.Expr, -1) {
+			listed := slices.Contains(splitLabels(m[2]), clusterLabel)
+			if listed != (m[1] == "by" || m[1] == "on") {
+				t.Errorf("%s: %s (%s) must %sname %s, so that two clusters' series never meet: %s", name, m[1], m[2], map[bool]string{true: "not ", false: ""}[listed], clusterLabel, strings.TrimSpace(r.Expr))
+			}
+		}
+		for k, text := range r.Annotations {
+			for _, m := range querySel.FindAllStringSubmatch(text, -1) {
+				for _, want := range []string{clusterLabel + "=%q", "job=%q", "instance=%q"} {
+					if !strings.Contains(m[2], want) {
+						t.Errorf("%s: annotation %s queries %s{%s} without %s: it may read another target's or cluster's series", name, k, m[1], m[2], want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRulesSelectTheJob checks that every selector of every rule carries
+// the job matcher.
+func TestRulesSelectTheJob(t *testing.T) {
+	n := 0
+	for _, r := range loadRules(t) {
+		name := r.Record
+		if name == "" {
+			name = "alert " + r.Alert
+		}
+		sels, err := selectors(r.Expr)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		for _, sel := range sels {
+			n++
+			if !slices.Contains(sel.matchers, jobMatcher) {
+				t.Errorf("%s: selector %s{%s} lacks %s", name, sel.metric, strings.Join(sel.matchers, ","), jobMatcher)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("found no selectors in the rules")
+	}
+}
+
+// selector is one vector selector of a PromQL expression: its metric name
+// ("" for a bare {…}) and its matchers, each written name, operator and
+// quoted value without spaces (job=~".*listenq.*").
+type selector struct {
+	metric   string
+	matchers []string
+}
+
+// PromQL aggregations: with by (…) or without (…) between their name and
+// their arguments, they are followed by neither ( nor {.
+var promqlAggregations = map[string]bool{
+	"sum": true, "min": true, "max": true, "avg": true, "group": true, "stddev": true, "stdvar": true,
+	"count": true, "count_values": true, "bottomk": true, "topk": true, "quantile": true,
+}
+
+// PromQL words that are neither metric names nor functions.
+var promqlKeywords = map[string]bool{
+	"and": true, "or": true, "unless": true, "bool": true, "offset": true, "atan2": true,
+	"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true,
+	"inf": true, "nan": true, "Inf": true, "NaN": true,
+}
+
+// selectors lists the vector selectors of a PromQL expression. It knows
+// just enough PromQL for the rules file: strings, numbers, durations in
+// […], label lists after by/without/on/ignoring/group_left/group_right,
+// function calls and selectors.
+func selectors(expr string) ([]selector, error) {
+	var sels []selector
+	isIdentStart := func(c byte) bool { return c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
+	isIdent := func(c byte) bool { return isIdentStart(c) || (c >= '0' && c <= '9') }
+	skipSpace := func(i int) int {
+		for i < len(expr) && strings.ContainsRune(" \t\r\n", rune(expr[i])) {
+			i++
+		}
+		return i
+	}
+	readString := func(i int) (int, error) { // i at the opening quote; returns the index after the closing one
+		q := expr[i]
+		for j := i + 1; j < len(expr); j++ {
+			switch {
+			case expr[j] == '\\' && q != '`':
+				j++
+			case expr[j] == q:
+				return j + 1, nil
+			}
+		}
+		return 0, fmt.Errorf("unterminated string at %d in %q", i, expr)
+	}
+	readMatchers := func(i int) ([]string, int, error) { // i at '{'
+		var ms []string
+		i++
+		for {
+			i = skipSpace(i)
+			if i >= len(expr) {
+				return nil, 0, fmt.Errorf("unterminated {…} in %q", expr)
+			}
+			if expr[i] == '}' {
+				return ms, i + 1, nil
+			}
+			if expr[i] == ',' {
+				i++
+				continue
+			}
+			start := i
+			for i < len(expr) && isIdent(expr[i]) {
+				i++
+			}
+			label := expr[start:i]
+			i = skipSpace(i)
+			opStart := i
+			for i < len(expr) && strings.ContainsRune("=!~", rune(expr[i])) {
+				i++
+			}
+			op := expr[opStart:i]
+			i = skipSpace(i)
+			if label == "" || op == "" || i >= len(expr) || !strings.ContainsRune("\"'`", rune(expr[i])) {
+				return nil, 0, fmt.Errorf("cannot read the matcher at %d in %q", start, expr)
+			}
+			end, err := readString(i)
+			if err != nil {
+				return nil, 0, err
+			}
+			ms = append(ms, label+op+expr[i:end])
+			i = end
+		}
+	}
+	for i := 0; i < len(expr); {
+		c := expr[i]
+		switch {
+		case c == '"' || c == '\'' || c == '`':
+			end, err := readString(i)
+			if err != nil {
+				return nil, err
+			}
+			i = end
+		case c == '[':
+			end := strings.IndexByte(expr[i:], ']')
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated […] in %q", expr)
+			}
+			i += end + 1
+		case c == '{':
+			ms, end, err := readMatchers(i)
+			if err != nil {
+				return nil, err
+			}
+			sels = append(sels, selector{"", ms})
+			i = end
+		case c >= '0' && c <= '9' || c == '.':
+			for i < len(expr) && (isIdent(expr[i]) || expr[i] == '.') {
+				i++
+			}
+		case isIdentStart(c):
+			start := i
+			for i < len(expr) && isIdent(expr[i]) {
+				i++
+			}
+			word := expr[start:i]
+			j := skipSpace(i)
+			switch {
+			case j < len(expr) && expr[j] == '(' && promqlKeywords[word]:
+				// by (…), on (…) and the like: a label list.
+				end := strings.IndexByte(expr[j:], ')')
+				if end < 0 {
+					return nil, fmt.Errorf("unterminated label list in %q", expr)
+				}
+				i = j + end + 1
+			case j < len(expr) && expr[j] == '(':
+				// A function or an aggregation: its arguments follow.
+				i = j + 1
+			case promqlKeywords[word] || promqlAggregations[word]:
+			default:
+				sel := selector{metric: word}
+				if j < len(expr) && expr[j] == '{' {
+					ms, end, err := readMatchers(j)
+					if err != nil {
+						return nil, err
+					}
+					sel.matchers, i = ms, end
+				}
+				sels = append(sels, sel)
+			}
+		default:
+			i++
+		}
+	}
+	return sels, nil
+}
+
+func TestSelectors(t *testing.T) {
+	got, err := selectors(`max without (inode) (a{job=~".*listenq.*",proto="tcp"} / on (cluster, job) group_left () b:c{x!="}"} offset 5m) > bool 0.8 unless rate(d[5m]) or absent(up) and {job="j"} + 1e3`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []selector{
+		{"a", []string{`job=~".*listenq.*"`, `proto="tcp"`}},
+		{"b:c", []string{`x!="}"`}},
+		{"d", nil},
+		{"up", nil},
+		{"", []string{`job="j"`}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("selectors:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestRangesAreShort keeps every range of the rules at an hour or less:
+// rules run at every evaluation over every series they select, and a range
+// of a day over every target (the old ListenqExporterDown) reads a day of
+// samples each time.
+func TestRangesAreShort(t *testing.T) {
+	rangeRE := regexp.MustCompile(`\[([0-9][0-9a-z]*)(?::[0-9a-z]*)?\]`)
+	for _, r := range loadRules(t) {
+		for _, m := range rangeRE.FindAllStringSubmatch(r.Expr, -1) {
+			d, err := model.ParseDuration(m[1])
+			if err != nil {
+				t.Errorf("%s%s: range %s: %v", r.Record, r.Alert, m[0], err)
+			} else if time.Duration(d) > time.Hour {
+				t.Errorf("%s%s: range %s is longer than an hour", r.Record, r.Alert, m[0])
+			}
+		}
+	}
+}
+
+// TestRecordingRulesAreUsed requires every recording rule to be read by
+// another rule or by the dashboard: a recorded series nobody reads costs
+// a series per listener or namespace for nothing.
+func TestRecordingRulesAreUsed(t *testing.T) {
+	dashboard, err := os.ReadFile("../dashboards/listenq.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uses := func(text, name string) bool {
+		for i := 0; ; {
+			j := strings.Index(text[i:], name)
+			if j < 0 {
+				return false
+			}
+			end := i + j + len(name)
+			if end == len(text) || !strings.ContainsRune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:", rune(text[end])) {
+				return true
+			}
+			i = end
+		}
+	}
+	rules := loadRules(t)
+	for _, r := range rules {
+		if r.Record == "" {
+			continue
+		}
+		used := uses(string(dashboard), r.Record)
+		for _, o := range rules {
+			if o.Record != r.Record && uses(o.Expr, r.Record) {
+				used = true
+			}
+		}
+		if !used {
+			t.Errorf("recording rule %s is used by no rule and not by dashboards/listenq.json; remove it", r.Record)
+		}
+	}
+}
+
+// onePageFile is the promtool test of a full unix socket.
+const onePageFile = "tests/one_page_per_problem.yml"
+
+// TestFullUnixSocketPagesOnce checks that the test of a full unix socket
+// evaluates every critical alert at each of its evaluation times, and
+// that exactly one of them fires each time: one page per problem.
+func TestFullUnixSocketPagesOnce(t *testing.T) {
+	var critical []string
+	for _, a := range loadAlerts(t) {
+		if a.Labels["severity"] == "critical" {
+			critical = append(critical, a.Alert)
+		}
+	}
+	raw, err := os.ReadFile(onePageFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ut unitTests
+	if err := yaml.Unmarshal(raw, &ut); err != nil {
+		t.Fatalf("%s: %v", onePageFile, err)
+	}
+	evaluated := map[string]map[string]bool{} // eval_time -> alert names
+	pages := map[string]int{}
+	for _, tc := range ut.Tests {
+		for _, at := range tc.AlertRuleTest {
+			if evaluated[at.EvalTime] == nil {
+				evaluated[at.EvalTime] = map[string]bool{}
+			}
+			evaluated[at.EvalTime][at.Alertname] = true
+			for _, e := range at.ExpAlerts {
+				if e.ExpLabels["severity"] == "critical" {
+					pages[at.EvalTime]++
+				}
+			}
+		}
+	}
+	if len(evaluated) == 0 {
+		t.Fatalf("%s evaluates nothing", onePageFile)
+	}
+	for at, names := range evaluated {
+		for _, c := range critical {
+			if !names[c] {
+				t.Errorf("%s: at %s, critical alert %s is not evaluated", onePageFile, at, c)
+			}
+		}
+		if pages[at] != 1 {
+			t.Errorf("%s: at %s, %d critical alerts are expected to fire, want exactly 1", onePageFile, at, pages[at])
 		}
 	}
 }
