@@ -76,15 +76,19 @@ type dashboard struct {
 }
 
 type panel struct {
-	ID              int              `json:"id"`
-	Type            string           `json:"type"`
-	Title           string           `json:"title"`
-	Description     string           `json:"description"`
-	Datasource      json.RawMessage  `json:"datasource"`
-	Targets         []target         `json:"targets"`
-	Panels          []panel          `json:"panels"` // a collapsed row's panels
-	Repeat          string           `json:"repeat"`
-	Transformations []transformation `json:"transformations"`
+	ID              int                      `json:"id"`
+	Type            string                   `json:"type"`
+	Title           string                   `json:"title"`
+	Description     string                   `json:"description"`
+	Datasource      json.RawMessage          `json:"datasource"`
+	Targets         []target                 `json:"targets"`
+	Panels          []panel                  `json:"panels"` // a collapsed row's panels
+	Repeat          string                   `json:"repeat"`
+	Transformations []transformation         `json:"transformations"`
+	GridPos         struct{ H, W, X, Y int } `json:"gridPos"`
+	Collapsed       bool                     `json:"collapsed"`
+	Interval        string                   `json:"interval"`      // min interval of its queries
+	MaxDataPoints   int                      `json:"maxDataPoints"` // 0: the panel's width in pixels
 }
 
 type target struct {
@@ -92,6 +96,9 @@ type target struct {
 	Expr         string          `json:"expr"`
 	Datasource   json.RawMessage `json:"datasource"`
 	LegendFormat string          `json:"legendFormat"`
+	Instant      bool            `json:"instant"`
+	Range        bool            `json:"range"`
+	Interval     string          `json:"interval"` // min step
 }
 
 type transformation struct {
@@ -109,6 +116,7 @@ type variable struct {
 	Definition string          `json:"definition"`
 	IncludeAll bool            `json:"includeAll"`
 	AllValue   string          `json:"allValue"`
+	Current    json.RawMessage `json:"current"`
 }
 
 // queryText returns a query variable's query, which Grafana stores either
@@ -300,6 +308,7 @@ func TestDashboardStructure(t *testing.T) {
 		}
 		checkDatasource(t, "variable "+name, v.Datasource, true)
 	}
+	checkInstanceDefault(t, vars["instance"])
 
 	// namespace and pod pick pods; pod lists the pods of the picked
 	// namespaces, and the listener picker the listeners of the picked pods.
@@ -356,6 +365,154 @@ func TestDashboardStructure(t *testing.T) {
 				t.Errorf("panel %d %q target %s: rates should use $__rate_interval: %s", p.ID, p.Title, tg.RefID, tg.Expr)
 			}
 		}
+	}
+}
+
+// checkInstanceDefault requires the instance variable to open the dashboard
+// on one instance: a fleet of a thousand nodes selected by default would
+// make every panel read a thousand nodes' series. Grafana falls back to the
+// variable's first option when the saved value is missing or gone, and
+// with includeAll that option is All (Scenes: defaultToAll), so includeAll
+// must be off; the saved current value, if any, must be a single instance.
+// Several, or all, can still be picked (multi).
+func checkInstanceDefault(t *testing.T, v variable) {
+	t.Helper()
+	if v.IncludeAll {
+		t.Errorf("variable instance: includeAll makes All its default (the first option); want includeAll false so the dashboard opens on one instance")
+	}
+	if len(v.Current) == 0 || string(v.Current) == "null" {
+		return
+	}
+	var cur struct {
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(v.Current, &cur); err != nil {
+		t.Errorf("variable instance: current %s: %v", v.Current, err)
+		return
+	}
+	var values []string
+	var one string
+	switch {
+	case len(cur.Value) == 0:
+	case json.Unmarshal(cur.Value, &one) == nil:
+		values = []string{one}
+	case json.Unmarshal(cur.Value, &values) == nil:
+	default:
+		t.Errorf("variable instance: current value %s is neither a string nor a list", cur.Value)
+	}
+	if len(values) > 1 || slices.ContainsFunc(values, func(s string) bool { return s == "$__all" || strings.ContainsAny(s, "*|") }) {
+		t.Errorf("variable instance: saved default %v; want one instance (or none: Grafana then picks the first)", values)
+	}
+}
+
+// TestDashboardQueriesAreBounded checks that no panel returns more series
+// the more instances are selected: every query's result is bounded by
+// topk/bottomk, by an aggregation that folds every per-node label (a
+// count, a sum by state), or by "and" with such a result. With one
+// instance this changes nothing; with a fleet selected a table or graph
+// shows the worst N rather than tens of thousands of rows and lines.
+// Graphs also set a minimum interval, so the query step (and with it the
+// samples a graph reads) does not grow with the viewer's screen width.
+func TestDashboardQueriesAreBounded(t *testing.T) {
+	d := loadDashboard(t)
+	defined := map[string]bool{}
+	for _, v := range d.Templating.List {
+		defined[v.Name] = true
+	}
+	for _, p := range allPanels(d.Panels) {
+		if p.Type == "row" {
+			continue
+		}
+		if p.Type == "timeseries" && p.Interval == "" && !slices.ContainsFunc(p.Targets, func(tg target) bool { return tg.Interval != "" }) {
+			t.Errorf("panel %d %q: a graph needs a min interval (\"interval\"), so its step does not shrink with the screen width", p.ID, p.Title)
+		}
+		for _, tg := range p.Targets {
+			where := fmt.Sprintf("panel %d %q target %s", p.ID, p.Title, tg.RefID)
+			expr, err := substitute(tg.Expr, defined)
+			if err != nil {
+				continue // TestDashboardStructure reports it
+			}
+			n, err := parsePromQL(expr)
+			if err != nil {
+				t.Errorf("%s: cannot parse %q: %v", where, tg.Expr, err)
+				continue
+			}
+			if ok, why := bounded(n); !ok {
+				t.Errorf("%s returns more series the more instances are selected (%s); bound it with topk/bottomk or an aggregation: %s", where, why, tg.Expr)
+			}
+		}
+	}
+}
+
+// screenRows is the height of the first screen in grid rows (a 1080p
+// display).
+const screenRows = 24
+
+// firstScreenRankings are the rankings the first screen must show: a
+// table of the listeners topk of each recording rule.
+var firstScreenRankings = map[string]string{
+	"fill ratio": "listenq_listener:queue_fill_ratio:peak_max",
+	"drop rate":  "listenq_listener:drops:rate5m",
+}
+
+// rankedTarget is the first-screen table target ranking listeners by one
+// of firstScreenRankings.
+type rankedTarget struct {
+	p  panel
+	tg target
+}
+
+// firstScreenTables finds, for each of firstScreenRankings, the table
+// within the first screen with a target topk(…, <rule>{…}…).
+func firstScreenTables(d dashboard) map[string]rankedTarget {
+	out := map[string]rankedTarget{}
+	for _, p := range d.Panels {
+		if p.Type != "table" || p.GridPos.Y+p.GridPos.H > screenRows {
+			continue
+		}
+		for what, rule := range firstScreenRankings {
+			for _, tg := range p.Targets {
+				e := strings.ReplaceAll(tg.Expr, " ", "")
+				if _, seen := out[what]; !seen && strings.HasPrefix(e, "topk(") && strings.Contains(e, rule+"{") {
+					out[what] = rankedTarget{p, tg}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestDashboardFirstScreen checks that the first screen (the top 24 grid
+// rows) answers "which listeners are in trouble now": a table of the
+// fullest listeners (topk of the fill-ratio recording rule) and one of
+// those dropping the most (topk of the drop-rate rule), each naming the
+// instance, namespace, pod, container, process and listener.
+// TestDashboardOnAFleet checks what they show on a fleet.
+func TestDashboardFirstScreen(t *testing.T) {
+	d := loadDashboard(t)
+	tables := firstScreenTables(d)
+	for what, rule := range firstScreenRankings {
+		rt, ok := tables[what]
+		if !ok {
+			t.Errorf("no table in the first %d grid rows ranks listeners by %s (topk of %s)", screenRows, what, rule)
+			continue
+		}
+		shown := map[string]bool{}
+		for _, tr := range rt.p.Transformations {
+			if tr.ID == "organize" {
+				for c := range tr.Options.IndexByName {
+					shown[c] = true
+				}
+			}
+		}
+		for _, col := range []string{"instance", "namespace", "pod", "container", "process", "listener"} {
+			if !shown[col] {
+				t.Errorf("panel %d %q (top listeners by %s) does not show column %s", rt.p.ID, rt.p.Title, what, col)
+			}
+		}
+	}
+	if len(d.Panels) == 0 || d.Panels[0].Type != "row" || d.Panels[0].GridPos.Y != 0 || !strings.Contains(strings.ToLower(d.Panels[0].Title), "listener") {
+		t.Errorf("the dashboard should open on a row about listeners, before any host-wide context")
 	}
 }
 

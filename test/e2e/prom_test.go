@@ -400,8 +400,8 @@ func shortenWindows(t *testing.T, prom *prometheus, rulesPath string, shipped *r
 		if err != nil {
 			return false, err.Error()
 		}
-		got := q["listenq_socket:drops:rate5m"]
-		return strings.Contains(got, "["+shortWindow+"]"), "listenq_socket:drops:rate5m is " + got
+		got := q["listenq_listener:drops:rate5m"]
+		return strings.Contains(got, "["+shortWindow+"]"), "listenq_listener:drops:rate5m is " + got
 	})
 	// The load is still on: a few evaluations later both alerts still fire,
 	// so what resolves them afterwards is the drain, not the reload.

@@ -192,6 +192,8 @@ func TestAlertsFireAndResolveInPrometheus(t *testing.T) {
 		"listener":  listener,
 	}, map[string]string{
 		"Network namespaces discovered": "discovery is off here; TestPodAlertsAndScrapeRelabelling checks it",
+		"SYN-flood signs":               "shows only namespaces with SYN-flood signs (> 0); there is no flood here",
+		"Listeners omitted":             "shows only what is omitted (> 0); nothing is here",
 		"Container runtime API":         "no runtime here; TestPodAlertsAndScrapeRelabelling checks it",
 	})
 	logPhase("dashboard queries")
