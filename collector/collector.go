@@ -222,7 +222,7 @@ func (e *Exporter) collect(ch chan<- prometheus.Metric, fams *listenerFamilies) 
 	e.listeners.export(s, fams)
 	e.listeners.prune(handles)
 	e.nsHealth.report(s, handles)
-	e.sampler.collect(ch)
+	e.sampler.collect(ch, handles)
 }
 
 func (e *Exporter) run(name string, c Collector, s Scrape) {

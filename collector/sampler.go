@@ -38,6 +38,7 @@ type Sampler struct {
 	effective   time.Duration // interval in force after the CPU budget
 	rounds      uint64
 	lastSuccess time.Time // end of the last round in which every read worked
+	stretched   bool      // the budget has lengthened the interval (logged)
 	failing     map[*source]bool
 	errors      map[*source]uint64
 }
@@ -151,7 +152,9 @@ func (s *Sampler) budget(cost time.Duration) time.Duration {
 func (s *Sampler) report(sources []*source, errs []error, took, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if wait > s.interval && s.effective == s.interval {
+	if wait > s.interval && !s.stretched {
+		// Once: the interval in force is a metric, and it moves with load.
+		s.stretched = true
 		s.logger.Info("sampler rounds cost more than --sampler.max-cpu allows at --sampler.interval; sampling less often", "round", took, "interval", wait, "sources", len(sources))
 	}
 	s.lastRound, s.effective, s.rounds = took, wait, s.rounds+1
@@ -186,8 +189,9 @@ func (s *Sampler) report(sources []*source, errs []error, took, wait time.Durati
 	}
 }
 
-// collect exports the sampler's own health.
-func (s *Sampler) collect(ch chan<- prometheus.Metric) {
+// collect exports the sampler's own health, for the namespaces of this
+// scrape: one that went since the last round has no series any more.
+func (s *Sampler) collect(ch chan<- prometheus.Metric, handles []*netns.Handle) {
 	if s == nil {
 		return
 	}
@@ -203,7 +207,14 @@ func (s *Sampler) collect(ch chan<- prometheus.Metric) {
 	}
 	// Every live source, so a namespace's counter exists (at 0) before
 	// its first failure and rate() sees the first one.
+	live := make(map[*netns.Handle]bool, len(handles))
+	for _, h := range handles {
+		live[h] = true
+	}
 	for src := range s.failing {
+		if !live[src.ns] {
+			continue
+		}
 		labels := append(nsLabelValues(src.ns), src.proto)
 		ch <- prometheus.MustNewConstMetric(samplerErrorsDesc, prometheus.CounterValue, float64(s.errors[src]), labels...)
 	}
