@@ -145,15 +145,11 @@ func (f *FilterFlags) Compile() (ListenerFilters, error) {
 		{"process-include", f.processInclude, &lf.ProcessInclude},
 		{"process-exclude", f.processExclude, &lf.ProcessExclude},
 	} {
-		if *p.src == "" {
-			continue
+		re, err := WholeMatch("filter."+p.flag, *p.src)
+		if err != nil {
+			return lf, err
 		}
-		// Compiling the pattern alone first keeps the error message about
-		// what the user wrote, not about the anchors added here.
-		if _, err := regexp.Compile(*p.src); err != nil {
-			return lf, fmt.Errorf("--filter.%s: %w", p.flag, err)
-		}
-		*p.dst = regexp.MustCompile("^(?:" + *p.src + ")$")
+		*p.dst = re
 	}
 	n, err := strconv.Atoi(*f.maxListeners)
 	if err != nil || n < 1 || n > maxListenersLimit {
@@ -163,9 +159,23 @@ func (f *FilterFlags) Compile() (ListenerFilters, error) {
 	return lf, nil
 }
 
-// admits reports whether s passes an include/exclude pair; a nil include
+// WholeMatch compiles the value of flag --NAME into a regular expression
+// that must match a whole value; nil for an empty value (no filter).
+func WholeMatch(name, src string) (*regexp.Regexp, error) {
+	if src == "" {
+		return nil, nil
+	}
+	// Compiling the pattern alone first keeps the error message about what
+	// the user wrote, not about the anchors added here.
+	if _, err := regexp.Compile(src); err != nil {
+		return nil, fmt.Errorf("--%s: %w", name, err)
+	}
+	return regexp.MustCompile("^(?:" + src + ")$"), nil
+}
+
+// Admits reports whether s passes an include/exclude pair; a nil include
 // admits everything.
-func admits(include, exclude *regexp.Regexp, s string) bool {
+func Admits(include, exclude *regexp.Regexp, s string) bool {
 	if include != nil && !include.MatchString(s) {
 		return false
 	}
@@ -380,8 +390,8 @@ func (x *ListenerExporter) selectListeners(batches []readBatch) ([]exported, [][
 				continue
 			}
 			seen[l.Inode] = struct{}{}
-			if !admits(f.ListenerInclude, f.ListenerExclude, l.Address) ||
-				(l.Port != "" && !admits(f.PortInclude, f.PortExclude, l.Port)) {
+			if !Admits(f.ListenerInclude, f.ListenerExclude, l.Address) ||
+				(l.Port != "" && !Admits(f.PortInclude, f.PortExclude, l.Port)) {
 				omitted[bi][omitFilter]++
 				continue
 			}
@@ -397,7 +407,7 @@ func (x *ListenerExporter) selectListeners(batches []readBatch) ([]exported, [][
 		switch {
 		case !ok:
 			omitted[e.batch][omitPending]++
-		case !admits(f.ProcessInclude, f.ProcessExclude, e.process):
+		case !Admits(f.ProcessInclude, f.ProcessExclude, e.process):
 			omitted[e.batch][omitFilter]++
 		default:
 			kept = append(kept, e)

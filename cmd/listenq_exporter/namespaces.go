@@ -63,19 +63,14 @@ func (f *discoveryFlags) admit() (func(netns.Identity) bool, error) {
 		{"namespace-include", *f.namespaceInclude}, {"namespace-exclude", *f.namespaceExclude},
 		{"pod-include", *f.podInclude}, {"pod-exclude", *f.podExclude},
 	} {
-		if p.src == "" {
-			continue
+		re, err := collector.WholeMatch("netns."+p.flag, p.src)
+		if err != nil {
+			return nil, err
 		}
-		if _, err := regexp.Compile(p.src); err != nil {
-			return nil, fmt.Errorf("--netns.%s: %w", p.flag, err)
-		}
-		res[i] = regexp.MustCompile("^(?:" + p.src + ")$")
-	}
-	pass := func(include, exclude *regexp.Regexp, v string) bool {
-		return (include == nil || include.MatchString(v)) && (exclude == nil || !exclude.MatchString(v))
+		res[i] = re
 	}
 	return func(id netns.Identity) bool {
-		return pass(res[0], res[1], id.Namespace) && pass(res[2], res[3], id.Pod)
+		return collector.Admits(res[0], res[1], id.Namespace) && collector.Admits(res[2], res[3], id.Pod)
 	}, nil
 }
 

@@ -50,10 +50,8 @@ type SetConfig struct {
 type Stats struct {
 	Read, Filtered, Denied, Failed int
 	// Pending namespaces wait for their identity to settle.
-	Pending   int
-	Duration  time.Duration
-	Refreshes uint64
-	LastError error
+	Pending  int
+	Duration time.Duration
 }
 
 // Set keeps one open Handle per discovered network namespace.
@@ -119,7 +117,6 @@ func (s *Set) Refresh() error {
 	start := time.Now()
 	scan, err := Discover(s.cfg.Sources)
 	if err != nil {
-		s.setStats(func(st *Stats) { st.LastError = err; st.Refreshes++ })
 		s.logOnce("discover", "cannot list network namespaces; serving the ones already known", err)
 		return err
 	}
@@ -239,14 +236,7 @@ func (s *Set) publish(next map[Key]*Handle, st Stats) {
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.Refreshes = s.stats.Refreshes + 1
 	s.handles, s.ordered, s.stats = next, ordered, st
-}
-
-func (s *Set) setStats(f func(*Stats)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f(&s.stats)
 }
 
 // logOnce logs a kind of failure the first time it happens, so a missing

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -147,19 +146,6 @@ func (n *Netns) Inode(t testing.TB) uint64 {
 		t.Fatal(err)
 	}
 	return st.Ino
-}
-
-// WaitGone waits until path no longer exists, for a process being killed.
-func WaitGone(t testing.TB, path string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err != nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s still exists after %v", path, timeout)
 }
 
 // OwnFDs lists what the calling process's fds point to (socket:[N],
