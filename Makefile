@@ -23,7 +23,7 @@ lint:
 	golangci-lint run ./...
 
 fuzz:
-	FUZZTIME=2m ./scripts/test.sh
+	FUZZTIME=2500000x ./scripts/test.sh
 
 bench:
 	bash bench/run.sh
