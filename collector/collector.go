@@ -192,19 +192,17 @@ func (e *Exporter) Start(ctx context.Context) {
 	}
 }
 
-// Gather runs every collector concurrently and returns what they read. The
-// Exporter is a prometheus.Gatherer rather than a Collector so that
-// per-listener series can bypass the registry; Merge combines it with a
-// registry of the usual Go, process and build-info collectors.
+// Gather runs every collector concurrently and returns what they read, as
+// families: a Snapshot's Families. The Exporter is a prometheus.Gatherer
+// rather than a Collector so that per-listener series can bypass the
+// registry; Snapshot also gathers the registry of the usual Go, process and
+// build-info collectors.
 func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
-	fams := newListenerFamilies()
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(collectFunc(func(ch chan<- prometheus.Metric) { e.collect(ch, fams) })); err != nil {
+	s, err := e.Snapshot()
+	if s == nil {
 		return nil, err
 	}
-	mfs, err := reg.Gather()
-	out, clash := mergeFamilies(mfs, fams.families())
-	return out, errors.Join(err, clash)
+	return s.Families(), err
 }
 
 func (e *Exporter) collect(ch chan<- prometheus.Metric, fams *listenerFamilies) {
@@ -247,24 +245,6 @@ type collectFunc func(chan<- prometheus.Metric)
 
 func (f collectFunc) Describe(chan<- *prometheus.Desc)    {}
 func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
-
-// Merge returns a Gatherer of everything gs gather, sorted by name as the
-// registry does. Unlike prometheus.Gatherers it does not check every series
-// again: each part was checked by its own registry, or built by the
-// Exporter from deduplicated listeners.
-func Merge(gs ...prometheus.Gatherer) prometheus.Gatherer {
-	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-		var all []*dto.MetricFamily
-		var errs []error
-		for _, g := range gs {
-			mfs, err := g.Gather()
-			var clash error
-			all, clash = mergeFamilies(all, mfs)
-			errs = append(errs, err, clash)
-		}
-		return all, errors.Join(errs...)
-	})
-}
 
 // mergeFamilies joins two lists of families, sorted by name. Two families of
 // one name would make an invalid exposition: the second is dropped, and the

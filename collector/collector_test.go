@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
@@ -24,14 +26,21 @@ func TestMergeClashIsAnError(t *testing.T) {
 		reg.MustRegister(g)
 		return reg
 	}
-	mfs, err := Merge(newReg("first"), newReg("second")).Gather()
+	e, err := New(Selection{}, Deps{
+		Logger: discardLogger(), Namespaces: netns.Static{},
+		Listeners: NewListenerExporter(ListenerFilters{MaxListeners: 1}, owner.NewResolver(t.TempDir(), 0)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.Snapshot(newReg("first"), newReg("second"))
 	if err == nil || !strings.Contains(err.Error(), "listenq_same") {
 		t.Errorf("merge of a clash: error %v, want one naming listenq_same", err)
 	}
-	if len(mfs) != 1 || mfs[0].GetHelp() != "first" {
+	if mfs := s.Families(); len(mfs) != 1 || mfs[0].GetHelp() != "first" {
 		t.Errorf("merge kept %d families (%v), want the first one", len(mfs), mfs)
 	}
-	if _, err := Merge(newReg("only")).Gather(); err != nil {
+	if _, err := e.Snapshot(newReg("only")); err != nil {
 		t.Errorf("merge without a clash: %v", err)
 	}
 }

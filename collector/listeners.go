@@ -275,25 +275,33 @@ func (x *ListenerExporter) prune(handles []*netns.Handle) {
 	}
 }
 
-// labelPairs returns each listener's label pairs, from the cache where the
+// labelSets returns each listener's labels, from the cache where the
 // listener was exported before, and forgets listeners that are gone. A
 // listener's labels never change, so building them once (not on every
 // scrape, for every metric) takes most of the work out of exporting
-// thousands of listeners.
-func (s *source) labelPairs(out []exported) [][]*dto.LabelPair {
+// thousands of listeners: both their label pairs and their text form.
+func (s *source) labelSets(out []exported) []*labelSet {
 	s.labelMu.Lock()
 	defer s.labelMu.Unlock()
-	pairs := make([][]*dto.LabelPair, len(out))
-	live := make(map[uint64][]*dto.LabelPair, len(out))
+	sets := make([]*labelSet, len(out))
+	live := make(map[uint64]*labelSet, len(out))
 	for i, l := range out {
-		lp, ok := s.labels[l.Inode]
-		if !ok || !sameLabels(lp, s.ns, l) {
-			lp = makeLabelPairs(s.ns, l)
+		ls, ok := s.labels[l.Inode]
+		if !ok || !sameLabels(ls.pairs, s.ns, l) {
+			ls = newLabelSet(s.ns, l)
 		}
-		pairs[i], live[l.Inode] = lp, lp
+		sets[i], live[l.Inode] = ls, ls
 	}
 	s.labels = live
-	return pairs
+	return sets
+}
+
+// labelSet is one listener's labels as the two encoders want them.
+type labelSet struct {
+	pairs []*dto.LabelPair
+	// text is the pairs in the text exposition format, braces included,
+	// exactly as expfmt writes them.
+	text string
 }
 
 const numListenerLabels = 9
@@ -313,10 +321,11 @@ func listenerLabelValues(ns *netns.Handle, l exported) [numListenerLabels]string
 		ns.Identity.Namespace, ns.ID, ns.Identity.Pod, l.Port, l.process, l.Proto}
 }
 
-// makeLabelPairs builds a listener's label pairs in one allocation, so the
+// newLabelSet builds a listener's label pairs in one allocation, so the
 // encoder, which reads every pair of every series, finds them together.
-func makeLabelPairs(ns *netns.Handle, l exported) []*dto.LabelPair {
+func newLabelSet(ns *netns.Handle, l exported) *labelSet {
 	type block struct {
+		set    labelSet
 		pairs  [numListenerLabels]dto.LabelPair
 		values [numListenerLabels]string
 		ptrs   [numListenerLabels]*dto.LabelPair
@@ -326,7 +335,9 @@ func makeLabelPairs(ns *netns.Handle, l exported) []*dto.LabelPair {
 		b.pairs[i].Name, b.pairs[i].Value = listenerLabelNames[i], &b.values[i]
 		b.ptrs[i] = &b.pairs[i]
 	}
-	return b.ptrs[:]
+	b.set.pairs = b.ptrs[:]
+	b.set.text = labelText(b.set.pairs)
+	return &b.set
 }
 
 // sameLabels guards the cache against an inode reused by a new socket.
@@ -438,9 +449,9 @@ func (x *ListenerExporter) export(s Scrape, fams *listenerFamilies) {
 	}
 	rows := make([]listenerRow, 0, len(out))
 	for bi, b := range batches {
-		pairs := b.src.labelPairs(byBatch[bi])
+		sets := b.src.labelSets(byBatch[bi])
 		for i, l := range byBatch[bi] {
-			rows = append(rows, newListenerRow(pairs[i], l.Listener))
+			rows = append(rows, newListenerRow(sets[i], l.Listener))
 		}
 		labels := append(nsLabelValues(b.src.ns), b.src.proto, "")
 		for reason, n := range omitted[bi] {
@@ -451,7 +462,7 @@ func (x *ListenerExporter) export(s Scrape, fams *listenerFamilies) {
 	fams.add(rows)
 }
 
-func newListenerRow(labels []*dto.LabelPair, l Listener) listenerRow {
+func newListenerRow(labels *labelSet, l Listener) listenerRow {
 	r := listenerRow{labels: labels}
 	r.set(mQueueLength, float64(l.Length))
 	r.set(mQueueLimit, float64(l.Limit))
@@ -470,7 +481,7 @@ func newListenerRow(labels []*dto.LabelPair, l Listener) listenerRow {
 
 // listenerRow is every metric of one listener in one scrape.
 type listenerRow struct {
-	labels []*dto.LabelPair
+	labels *labelSet
 	values [numListenerMetrics]float64
 	has    [numListenerMetrics]bool
 }
@@ -492,20 +503,36 @@ func (f *listenerFamilies) add(rows []listenerRow) {
 	f.mu.Unlock()
 }
 
-// families builds one family per metric that has series, with series
-// sorted by label values as the registry sorts them.
-func (f *listenerFamilies) families() []*dto.MetricFamily {
+// sorted returns the rows sorted by label values, as the registry sorts
+// series.
+func (f *listenerFamilies) sorted() listenerRows {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	slices.SortFunc(f.rows, func(a, b listenerRow) int { return compareLabels(a.labels, b.labels) })
+	slices.SortFunc(f.rows, func(a, b listenerRow) int { return compareLabels(a.labels.pairs, b.labels.pairs) })
+	return listenerRows{rows: f.rows}
+}
+
+// listenerRows are one scrape's listener series, sorted, with how many
+// series each metric has.
+type listenerRows struct {
+	rows []listenerRow
+}
+
+func (r listenerRows) count(m int) int {
+	n := 0
+	for i := range r.rows {
+		if r.rows[i].has[m] {
+			n++
+		}
+	}
+	return n
+}
+
+// families builds one family per metric that has series.
+func (r listenerRows) families() []*dto.MetricFamily {
 	var out []*dto.MetricFamily
 	for m, def := range listenerMetrics {
-		n := 0
-		for i := range f.rows {
-			if f.rows[i].has[m] {
-				n++
-			}
-		}
+		n := r.count(m)
 		if n == 0 {
 			continue
 		}
@@ -521,13 +548,13 @@ func (f *listenerFamilies) families() []*dto.MetricFamily {
 			gauges = make([]dto.Gauge, n)
 		}
 		j := 0
-		for i := range f.rows {
-			r := &f.rows[i]
-			if !r.has[m] {
+		for i := range r.rows {
+			row := &r.rows[i]
+			if !row.has[m] {
 				continue
 			}
-			values[j] = r.values[m]
-			metrics[j].Label = r.labels
+			values[j] = row.values[m]
+			metrics[j].Label = row.labels.pairs
 			if counters != nil {
 				counters[j].Value = &values[j]
 				metrics[j].Counter = &counters[j]

@@ -4,8 +4,6 @@ import (
 	"sync"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sampler"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
@@ -26,7 +24,7 @@ type source struct {
 	tracker *sampler.Tracker
 
 	labelMu sync.Mutex
-	labels  map[uint64][]*dto.LabelPair // see labelPairs
+	labels  map[uint64]*labelSet // see labelSets
 
 	mu       sync.Mutex
 	inflight *readResult

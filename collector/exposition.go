@@ -1,0 +1,232 @@
+package collector
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+)
+
+// Snapshot is everything one scrape read: the families of the ordinary
+// collectors and registries, and the per-listener series. Per-listener
+// series are nearly all of a large scrape, so a Snapshot writes them in the
+// text format itself, from labels rendered once per listener, and builds
+// client_golang families of them only for the other formats. Both ways give
+// the bytes client_golang's encoder gives; TestTextMatchesExpfmt holds them
+// to it.
+type Snapshot struct {
+	// families are sorted by name; none has a listener metric's name.
+	families []*dto.MetricFamily
+	rows     listenerRows
+	// order lists the listener metrics that have series, by name.
+	order []int
+}
+
+// Snapshot reads every collector, gathers extra as well, and returns the
+// result. The error reports what failed; the Snapshot holds what did not.
+func (e *Exporter) Snapshot(extra ...prometheus.Gatherer) (*Snapshot, error) {
+	fams := newListenerFamilies()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectFunc(func(ch chan<- prometheus.Metric) { e.collect(ch, fams) })); err != nil {
+		return nil, err
+	}
+	mfs, err := reg.Gather()
+	errs := []error{err}
+	for _, g := range extra {
+		more, err := g.Gather()
+		var clash error
+		mfs, clash = mergeFamilies(mfs, more)
+		errs = append(errs, err, clash)
+	}
+	s := &Snapshot{families: mfs, rows: fams.sorted()}
+	errs = append(errs, s.orderListeners())
+	return s, errors.Join(errs...)
+}
+
+// orderListeners sets order, leaving out (as mergeFamilies would) a
+// listener metric whose name another family already has.
+func (s *Snapshot) orderListeners() error {
+	var clashes []string
+	for _, m := range listenersByName {
+		if s.rows.count(m) == 0 {
+			continue
+		}
+		name := listenerMetrics[m].name
+		if _, found := slices.BinarySearchFunc(s.families, name, func(mf *dto.MetricFamily, n string) int {
+			return strings.Compare(mf.GetName(), n)
+		}); found {
+			clashes = append(clashes, name)
+			continue
+		}
+		s.order = append(s.order, m)
+	}
+	if len(clashes) > 0 {
+		return fmt.Errorf("metric families exported twice, the second dropped: %s", strings.Join(clashes, ", "))
+	}
+	return nil
+}
+
+// listenersByName is the listener metrics sorted by name, the order of the
+// exposition.
+var listenersByName = func() []int {
+	order := make([]int, numListenerMetrics)
+	for m := range order {
+		order[m] = m
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(listenerMetrics[a].name, listenerMetrics[b].name) })
+	return order
+}()
+
+// Empty reports whether the snapshot has no series at all.
+func (s *Snapshot) Empty() bool { return len(s.families) == 0 && len(s.order) == 0 }
+
+// Families returns the whole snapshot as client_golang families, sorted by
+// name, for the formats other than text.
+func (s *Snapshot) Families() []*dto.MetricFamily {
+	var listeners []*dto.MetricFamily
+	for _, mf := range s.rows.families() {
+		for _, m := range s.order {
+			if mf.GetName() == listenerMetrics[m].name {
+				listeners = append(listeners, mf)
+			}
+		}
+	}
+	out, _ := mergeFamilies(s.families, listeners) // the clash was reported by Snapshot
+	return out
+}
+
+var textWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// WriteText writes the snapshot in the text exposition format: the
+// ordinary families through client_golang's encoder for format, the
+// listener families from their rendered labels. An error encoding one
+// family is reported, and the others are still written, as promhttp does.
+func (s *Snapshot) WriteText(w io.Writer, format expfmt.Format) error {
+	if format.FormatType() != expfmt.TypeTextPlain {
+		return fmt.Errorf("WriteText: %s is not the text format", format)
+	}
+	bw := textWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		textWriters.Put(bw)
+	}()
+	enc := expfmt.NewEncoder(bw, format)
+	var errs []error
+	i := 0
+	encodeUpTo := func(name string) {
+		for ; i < len(s.families) && (name == "" || s.families[i].GetName() < name); i++ {
+			if err := enc.Encode(s.families[i]); err != nil {
+				errs = append(errs, fmt.Errorf("encoding %s: %w", s.families[i].GetName(), err))
+			}
+		}
+	}
+	buf := make([]byte, 0, chunk+1024)
+	for _, m := range s.order {
+		encodeUpTo(listenerMetrics[m].name)
+		var err error
+		if buf, err = s.writeListenerFamily(bw, m, buf); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	encodeUpTo("")
+	errs = append(errs, bw.Flush())
+	return errors.Join(errs...)
+}
+
+// writeListenerFamily writes metric m of every listener that has it, as
+// expfmt.MetricFamilyToText writes a family: lines are built in buf and
+// written a chunk at a time.
+func (s *Snapshot) writeListenerFamily(w io.Writer, m int, buf []byte) ([]byte, error) {
+	def := listenerMetrics[m]
+	buf = append(buf[:0], "# HELP "...)
+	buf = append(buf, def.name...)
+	buf = append(buf, ' ')
+	buf = append(buf, helpEscaper.Replace(def.help)...)
+	buf = append(buf, "\n# TYPE "...)
+	buf = append(buf, def.name...)
+	if def.typ == dto.MetricType_COUNTER {
+		buf = append(buf, " counter\n"...)
+	} else {
+		buf = append(buf, " gauge\n"...)
+	}
+	for i := range s.rows.rows {
+		r := &s.rows.rows[i]
+		if !r.has[m] {
+			continue
+		}
+		buf = append(buf, def.name...)
+		buf = append(buf, r.labels.text...)
+		buf = append(buf, ' ')
+		buf = appendFloat(buf, r.values[m])
+		buf = append(buf, '\n')
+		if len(buf) >= chunk {
+			if _, err := w.Write(buf); err != nil {
+				return buf, err
+			}
+			buf = buf[:0]
+		}
+	}
+	_, err := w.Write(buf)
+	return buf, err
+}
+
+// chunk is how much writeListenerFamily builds before writing.
+const chunk = 32 << 10
+
+// The text format's escaping: in HELP, backslash and newline; in label
+// values, also the double quote.
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	valueEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+// appendFloat formats a sample value as the text format does.
+func appendFloat(b []byte, f float64) []byte {
+	switch {
+	case f == 0: // and -0, which expfmt writes as 0
+		return append(b, '0')
+	case math.IsNaN(f):
+		return append(b, "NaN"...)
+	case math.IsInf(f, +1):
+		return append(b, "+Inf"...)
+	case math.IsInf(f, -1):
+		return append(b, "-Inf"...)
+	case f == math.Trunc(f) && math.Abs(f) < 1e6:
+		// Queue lengths and limits: 'g' writes integers below 1e6 in
+		// plain digits, and AppendInt is several times faster.
+		return strconv.AppendInt(b, int64(f), 10)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
+}
+
+// labelText renders label pairs as the text format writes them after the
+// metric name. The names are the fixed listener label names, all valid
+// legacy names, which the format writes unquoted.
+func labelText(pairs []*dto.LabelPair) string {
+	var sb strings.Builder
+	for i, p := range pairs {
+		if i == 0 {
+			sb.WriteByte('{')
+		} else {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(p.GetName())
+		sb.WriteString(`="`)
+		valueEscaper.WriteString(&sb, p.GetValue()) //nolint:errcheck // a strings.Builder does not fail
+		sb.WriteByte('"')
+	}
+	if len(pairs) > 0 {
+		sb.WriteByte('}')
+	}
+	return sb.String()
+}

@@ -1,0 +1,227 @@
+package collector
+
+import (
+	"bytes"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
+)
+
+// textFormats are the text formats promhttp negotiates: 0.0.4 with each
+// escaping scheme a scraper may ask for.
+var textFormats = []expfmt.Format{
+	expfmt.FmtText,
+	expfmt.FmtText + "; escaping=underscores",
+	expfmt.FmtText + "; escaping=allow-utf-8",
+	expfmt.FmtText + "; escaping=values",
+	expfmt.FmtText + "; escaping=dots",
+}
+
+// TestTextMatchesExpfmt holds the text fast path to client_golang's encoder:
+// the same snapshot, written by WriteText and by expfmt from Families, must
+// give the same bytes, over random label values and sample values.
+func TestTextMatchesExpfmt(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		s := randomSnapshot(rng, 1+rng.IntN(40))
+		for _, format := range textFormats {
+			var got bytes.Buffer
+			if err := s.WriteText(&got, format); err != nil {
+				t.Fatalf("round %d, %s: %v", round, format, err)
+			}
+			want := expfmtText(t, s.Families(), format)
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Fatalf("round %d, %s: WriteText differs from expfmt\n%s", round, format, firstDiff(got.Bytes(), want))
+			}
+		}
+	}
+}
+
+func TestWriteTextRejectsOtherFormats(t *testing.T) {
+	s := randomSnapshot(rand.New(rand.NewPCG(3, 4)), 3)
+	for _, f := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeProtoDelim), expfmt.NewFormat(expfmt.TypeOpenMetrics)} {
+		if err := s.WriteText(&bytes.Buffer{}, f); err == nil {
+			t.Errorf("WriteText(%s) gave no error", f)
+		}
+	}
+}
+
+// TestListenerNameClashDropsTheListenerFamily: a family of another source
+// with a listener metric's name wins in both encodings, and it is an error.
+func TestListenerNameClashDropsTheListenerFamily(t *testing.T) {
+	s := randomSnapshot(rand.New(rand.NewPCG(5, 6)), 5)
+	s.families = append(s.families, gaugeFamily(listenerMetrics[mQueueLength].name, "clash", 7))
+	slices.SortFunc(s.families, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	s.order = nil
+	if err := s.orderListeners(); err == nil || !strings.Contains(err.Error(), "listenq_queue_length") {
+		t.Fatalf("orderListeners error = %v, want the clash named", err)
+	}
+	var got bytes.Buffer
+	if err := s.WriteText(&got, textFormats[0]); err != nil {
+		t.Fatal(err)
+	}
+	if want := expfmtText(t, s.Families(), textFormats[0]); !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("with a clash, WriteText differs from expfmt\n%s", firstDiff(got.Bytes(), want))
+	}
+	if n := strings.Count(got.String(), "# TYPE listenq_queue_length "); n != 1 {
+		t.Errorf("listenq_queue_length typed %d times", n)
+	}
+	if !strings.Contains(got.String(), "# HELP listenq_queue_length clash\n") {
+		t.Error("the other source's family was not the one kept")
+	}
+}
+
+func expfmtText(t *testing.T, mfs []*dto.MetricFamily, format expfmt.Format) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	enc := expfmt.NewEncoder(&b, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatalf("expfmt: %v", err)
+		}
+	}
+	return b.Bytes()
+}
+
+func firstDiff(a, b []byte) string {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	from := max(0, i-120)
+	return "fast:   " + strings.ReplaceAll(string(a[from:min(len(a), i+120)]), "\n", "⏎") +
+		"\nexpfmt: " + strings.ReplaceAll(string(b[from:min(len(b), i+120)]), "\n", "⏎")
+}
+
+// randomSnapshot builds a snapshot of n listeners with random labels and
+// values, around a few ordinary families whose names sort before, between
+// and after the listener metrics.
+func randomSnapshot(rng *rand.Rand, n int) *Snapshot {
+	fams := &listenerFamilies{}
+	for range n {
+		var values [numListenerLabels]string
+		for i := range values {
+			values[i] = randomLabelValue(rng)
+		}
+		pairs := make([]*dto.LabelPair, numListenerLabels)
+		for i := range pairs {
+			pairs[i] = &dto.LabelPair{Name: listenerLabelNames[i], Value: proto.String(values[i])}
+		}
+		r := listenerRow{labels: &labelSet{pairs: pairs, text: labelText(pairs)}}
+		for m := range numListenerMetrics {
+			if m <= mQueueLimit || rng.IntN(3) > 0 {
+				r.set(m, randomValue(rng))
+			}
+		}
+		fams.add([]listenerRow{r})
+	}
+	s := &Snapshot{rows: fams.sorted(), families: []*dto.MetricFamily{
+		gaugeFamily("go_goroutines", "Number of goroutines.", 9),
+		gaugeFamily("listenq_netns_info", "A \\ help with\nnewline.", 1),
+		gaugeFamily("listenq_queue_lengths_other", "Sorts after listenq_queue_length.", math.Inf(1)),
+		gaugeFamily("listenq_sysctl_somaxconn", "Sorts between.", 4096),
+		gaugeFamily("process_open_fds", "Sorts last.", 12),
+	}}
+	if err := s.orderListeners(); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func gaugeFamily(name, help string, v float64) *dto.MetricFamily {
+	return &dto.MetricFamily{
+		Name: proto.String(name), Help: proto.String(help), Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{
+			Label: []*dto.LabelPair{{Name: proto.String("a"), Value: proto.String("x\"y")}},
+			Gauge: &dto.Gauge{Value: proto.Float64(v)},
+		}},
+	}
+}
+
+// randomLabelValue mixes what socket and process names bring: quotes,
+// backslashes, newlines, the \xNN escapes of unix names, multi-byte and
+// invalid UTF-8, and the empty string.
+func randomLabelValue(rng *rand.Rand) string {
+	pieces := []string{"", "a", "Z", "0", `"`, `\`, "\n", `\x00`, `\x0a`, "@", "/run/php/php-fpm.sock",
+		"é", "日本", "\xff", "\xc3", " ", "{", "}", ",", "=", "\t", "\u2028", "[::1]:80"}
+	var sb strings.Builder
+	for range rng.IntN(6) {
+		sb.WriteString(pieces[rng.IntN(len(pieces))])
+	}
+	return sb.String()
+}
+
+func randomValue(rng *rand.Rand) float64 {
+	specials := []float64{0, math.Copysign(0, -1), 1, -1, 4096, 999999, 1e6, -999999, -1e6, 1e21, 65535.5, 123456789012, 0.1, 1.5e-7,
+		math.NaN(), math.Inf(1), math.Inf(-1), math.MaxFloat64, math.SmallestNonzeroFloat64}
+	if rng.IntN(2) == 0 {
+		return specials[rng.IntN(len(specials))]
+	}
+	switch rng.IntN(4) {
+	case 0:
+		return float64(rng.Uint32())
+	case 3:
+		return float64(rng.IntN(4_000_000) - 2_000_000)
+	case 1:
+		return rng.Float64() * 1e6
+	}
+	return rng.NormFloat64()
+}
+
+// realisticSnapshot is n listeners labelled as a pod's unix and TCP
+// listeners are, with every metric set.
+func realisticSnapshot(n int) *Snapshot {
+	fams := &listenerFamilies{}
+	for i := range n {
+		values := [numListenerLabels]string{"php-fpm", strconv.Itoa(4000000 + i), "/run/php/php8.2-fpm-" + strconv.Itoa(i) + ".sock",
+			"shop", "4026532" + strconv.Itoa(i%200), "shop-frontend-7d9c5b-" + strconv.Itoa(i%200), "", "php-fpm8.2", "unix"}
+		pairs := make([]*dto.LabelPair, numListenerLabels)
+		for j := range pairs {
+			pairs[j] = &dto.LabelPair{Name: listenerLabelNames[j], Value: proto.String(values[j])}
+		}
+		r := listenerRow{labels: &labelSet{pairs: pairs, text: labelText(pairs)}}
+		for m := range numListenerMetrics - 1 {
+			r.set(m, float64(i%512))
+		}
+		fams.add([]listenerRow{r})
+	}
+	s := &Snapshot{rows: fams.sorted()}
+	if err := s.orderListeners(); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// BenchmarkWriteText and BenchmarkExpfmtText encode one snapshot of 25,000
+// listeners in the text format, by the fast path and by building families
+// for client_golang's encoder, as the scrape did before.
+func BenchmarkWriteText(b *testing.B) {
+	s := realisticSnapshot(25000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.WriteText(io.Discard, expfmt.FmtText); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkExpfmtText(b *testing.B) {
+	s := realisticSnapshot(25000)
+	b.ReportAllocs()
+	for b.Loop() {
+		enc := expfmt.NewEncoder(io.Discard, expfmt.FmtText)
+		for _, mf := range s.Families() {
+			if err := enc.Encode(mf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
