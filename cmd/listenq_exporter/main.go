@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/listenq/listenq_exporter/collector"
 	"github.com/listenq/listenq_exporter/internal/owner"
+	"github.com/listenq/listenq_exporter/internal/serve"
 )
 
 const (
@@ -207,13 +209,23 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	reg.MustRegister(extra...)
-	handler := promhttp.HandlerFor(collector.Merge(exporter, reg), promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: *cfg.maxRequests,
-	})
-	// promhttp_metric_handler_requests_total{code} and _in_flight, as
-	// node_exporter serves them: 503s beyond --web.max-requests show there.
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelError)
+	// Formats other than text go through promhttp, which gathers the same
+	// snapshot as families.
+	fallback := promhttp.HandlerFor(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		s, err := exporter.Snapshot(reg)
+		if s == nil {
+			return nil, err
+		}
+		return s.Families(), err
+	}), promhttp.HandlerOpts{ErrorLog: errorLog, ErrorHandling: promhttp.ContinueOnError})
+	handler := serve.Shared(serve.New(func() (serve.Snapshot, error) {
+		s, err := exporter.Snapshot(reg)
+		if s == nil {
+			return nil, err
+		}
+		return s, err
+	}, fallback, serve.Options{MaxRequestsInFlight: *cfg.maxRequests, ErrorLog: errorLog}))
 	return promhttp.InstrumentMetricHandler(reg, handler), nil
 }
 

@@ -405,8 +405,9 @@ func daemonSetCapabilities(t *testing.T) []string {
 	return caps
 }
 
-// TestMaxRequests: beyond --web.max-requests scrapes in flight, a scrape
-// gets 503, and promhttp_metric_handler_requests_total counts it.
+// TestMaxRequests: beyond --web.max-requests different scrapes in flight,
+// a scrape gets 503, and promhttp_metric_handler_requests_total counts it.
+// Identical scrapes share one flight and take one place in the limit.
 func TestMaxRequests(t *testing.T) {
 	testns.Require(t)
 	for range 200 {
@@ -415,11 +416,13 @@ func TestMaxRequests(t *testing.T) {
 	base := startExporter(t, "--web.max-requests=1")
 	codes := make(chan int, 100)
 	var wg sync.WaitGroup
-	for range cap(codes) {
+	for i := range cap(codes) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, _, err := testbin.Fetch(http.DefaultClient, base+"/metrics")
+			// A query of its own makes each request differ, as scrapes
+			// asking for different families would.
+			code, _, err := testbin.Fetch(http.DefaultClient, fmt.Sprintf("%s/metrics?scraper=%d", base, i))
 			if err != nil {
 				t.Error(err)
 			}
@@ -441,6 +444,27 @@ func TestMaxRequests(t *testing.T) {
 	if m == nil || m[1] != strconv.Itoa(count[http.StatusServiceUnavailable]) {
 		t.Errorf("promhttp_metric_handler_requests_total{code=\"503\"} = %v, want %d", m, count[http.StatusServiceUnavailable])
 	}
+}
+
+// TestIdenticalScrapesShareOneFlight: identical scrapes never hold more
+// than one place in --web.max-requests, since those that arrive while one
+// is in flight share its answer; so none is refused.
+func TestIdenticalScrapesShareOneFlight(t *testing.T) {
+	testns.Require(t)
+	for range 200 {
+		testns.ListenTCP(t, "127.0.0.1:0", 4, false)
+	}
+	base := startExporter(t, "--web.max-requests=1")
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			code, body, err := testbin.Fetch(http.DefaultClient, base+"/metrics")
+			if err != nil || code != http.StatusOK || !strings.Contains(body, "listenq_queue_limit{") {
+				t.Errorf("scrape: %d %v (%d bytes)", code, err, len(body))
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestServerClosesIdleConnections: an abandoned keep-alive connection is

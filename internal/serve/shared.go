@@ -1,0 +1,115 @@
+package serve
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// Shared returns a handler that serves concurrent identical requests with
+// one call of next. See the package documentation.
+func Shared(next http.Handler) http.Handler {
+	return &shared{next: next, flights: map[flightKey]*flight{}}
+}
+
+type shared struct {
+	next    http.Handler
+	mu      sync.Mutex
+	flights map[flightKey]*flight
+}
+
+// flightKey is what a response depends on besides the data.
+type flightKey struct {
+	method, path, query, accept, encoding string
+}
+
+// flight is one call of next and its recorded response.
+type flight struct {
+	done   chan struct{}
+	status int // 0 if next panicked
+	header http.Header
+	body   []byte
+}
+
+func keyOf(r *http.Request) flightKey {
+	return flightKey{
+		method:   r.Method,
+		path:     r.URL.Path,
+		query:    r.URL.RawQuery,
+		accept:   strings.Join(r.Header.Values("Accept"), ","),
+		encoding: strings.Join(r.Header.Values("Accept-Encoding"), ","),
+	}
+}
+
+func (s *shared) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := keyOf(r)
+	s.mu.Lock()
+	f, joined := s.flights[key]
+	if !joined {
+		f = &flight{done: make(chan struct{})}
+		s.flights[key] = f
+	}
+	s.mu.Unlock()
+	if joined {
+		select {
+		case <-f.done:
+		case <-r.Context().Done():
+			return // the client left; nothing to answer
+		}
+	} else {
+		s.fly(key, f, r)
+	}
+	f.answer(w)
+}
+
+// fly calls next for f, records its response, and ends the flight, also
+// when next panics.
+func (s *shared) fly(key flightKey, f *flight, r *http.Request) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.flights, key)
+		s.mu.Unlock()
+		close(f.done)
+	}()
+	rec := &recorder{header: http.Header{}}
+	s.next.ServeHTTP(rec, r)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	f.status, f.header, f.body = rec.status, rec.header, rec.body.Bytes()
+}
+
+// answer writes f's response to w. Every reader gets the same body slice;
+// none writes to it.
+func (f *flight) answer(w http.ResponseWriter) {
+	if f.status == 0 {
+		http.Error(w, "An error has occurred while serving metrics: the scrape this request shared failed", http.StatusInternalServerError)
+		return
+	}
+	for k, vs := range f.header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(f.status)
+	w.Write(f.body) //nolint:errcheck // the client may have left; nobody to tell
+}
+
+// recorder keeps a response in memory.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(p)
+}

@@ -1,0 +1,209 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gate is a handler that blocks every call until as many requests as
+// wanted have entered the handler in front of it, so that a test knows
+// they overlapped.
+type gate struct {
+	arrived atomic.Int32
+	want    int32
+	calls   atomic.Int32
+	body    func(n int32) []byte
+}
+
+func (g *gate) front(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.arrived.Add(1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := g.calls.Add(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for g.arrived.Load() < g.want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// The last one to arrive still has to find the flight.
+	time.Sleep(50 * time.Millisecond)
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write(g.body(n)) //nolint:errcheck // a recorder
+}
+
+func concurrently(h http.Handler, n int, hdr func(i int) map[string]string) []*httptest.ResponseRecorder {
+	recs := make([]*httptest.ResponseRecorder, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { recs[i] = serveOnce(h, "/metrics", hdr(i)) })
+	}
+	wg.Wait()
+	return recs
+}
+
+// TestSharedConcurrentScrapesCostOne: twenty scrapes in flight together
+// make one call and all get its answer; the next scrape makes a new call.
+func TestSharedConcurrentScrapesCostOne(t *testing.T) {
+	g := &gate{want: 20, body: func(n int32) []byte { return []byte{byte('0' + n)} }}
+	h := g.front(Shared(g))
+	recs := concurrently(h, 20, func(int) map[string]string { return map[string]string{"Accept-Encoding": "gzip"} })
+	if c := g.calls.Load(); c != 1 {
+		t.Fatalf("20 concurrent scrapes made %d calls, want 1", c)
+	}
+	for i, rec := range recs {
+		if rec.Code != http.StatusOK || rec.Body.String() != "1" || rec.Header().Get("Content-Type") != "text/plain" {
+			t.Errorf("scrape %d: %d %q %q", i, rec.Code, rec.Header(), rec.Body.String())
+		}
+	}
+	g.arrived.Store(0)
+	g.want = 1
+	if rec := serveOnce(h, "/metrics", nil); rec.Body.String() != "2" || g.calls.Load() != 2 {
+		t.Errorf("a later scrape got %q after %d calls; want a fresh call", rec.Body.String(), g.calls.Load())
+	}
+}
+
+// TestSharedKeepsRequestsApart: requests that would get different answers
+// (encoding, format, query, method) do not share one.
+func TestSharedKeepsRequestsApart(t *testing.T) {
+	g := &gate{want: 4, body: func(n int32) []byte { return []byte{byte('0' + n)} }}
+	h := g.front(Shared(g))
+	hdrs := []map[string]string{
+		{"Accept-Encoding": "gzip"},
+		{},
+		{"Accept": "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
+		{"Accept-Encoding": "gzip", "Accept": "text/plain"},
+	}
+	recs := concurrently(h, 4, func(i int) map[string]string { return hdrs[i] })
+	if c := g.calls.Load(); c != 4 {
+		t.Errorf("4 different requests made %d calls, want 4", c)
+	}
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		seen[rec.Body.String()] = true
+	}
+	if len(seen) != 4 {
+		t.Errorf("bodies %v, want 4 different ones", seen)
+	}
+	if keyOf(httptest.NewRequest(http.MethodHead, "/metrics", nil)) == keyOf(httptest.NewRequest(http.MethodGet, "/metrics", nil)) ||
+		keyOf(httptest.NewRequest(http.MethodGet, "/metrics?name[]=a", nil)) == keyOf(httptest.NewRequest(http.MethodGet, "/metrics", nil)) {
+		t.Error("HEAD and GET, or two queries, share a key")
+	}
+}
+
+// TestSharedSurvivesAPanic: a flight whose call panics ends, its joiners
+// get a 500, and the next request starts afresh.
+func TestSharedSurvivesAPanic(t *testing.T) {
+	var calls atomic.Int32
+	h := Shared(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			panic(http.ErrAbortHandler)
+		}
+		w.Write([]byte("ok")) //nolint:errcheck // a recorder
+	}))
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic did not reach the server")
+			}
+		}()
+		serveOnce(h, "/metrics", nil)
+	}()
+	if rec := serveOnce(h, "/metrics", nil); rec.Body.String() != "ok" {
+		t.Errorf("after a panic: %d %q", rec.Code, rec.Body.String())
+	}
+	f := &flight{}
+	rec := httptest.NewRecorder()
+	f.answer(rec)
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("a joiner of a panicked flight got %d", rec.Code)
+	}
+}
+
+// TestSharedJoinerLeaves: a joiner whose client goes away stops waiting.
+func TestSharedJoinerLeaves(t *testing.T) {
+	release := make(chan struct{})
+	h := Shared(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	go serveOnce(h, "/metrics", nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sh := h.(*shared)
+		sh.mu.Lock()
+		n := len(sh.flights)
+		sh.mu.Unlock()
+		if n == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil).WithContext(ctx))
+	close(release)
+	if rec.Body.Len() != 0 {
+		t.Errorf("a joiner that left was answered: %q", rec.Body.String())
+	}
+}
+
+// TestSharedMemoryUnderConcurrency: the memory twenty concurrent scrapes
+// allocate is about one scrape's, not twenty times it. The call stands for
+// a gather and an encoding: it allocates 4 MiB and answers 1 MiB.
+func TestSharedMemoryUnderConcurrency(t *testing.T) {
+	const work, answer = 4 << 20, 1 << 20
+	g := &gate{body: func(int32) []byte {
+		scratch := make([]byte, work)
+		scratch[work-1] = 1
+		return bytes.Repeat([]byte{'x'}, answer)
+	}}
+	h := g.front(Shared(g))
+	allocs := func(n int) uint64 {
+		g.arrived.Store(0)
+		g.want = int32(n)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		// Writers that count and drop, as a socket keeps no copy.
+		ws := make([]countingWriter, n)
+		var wg sync.WaitGroup
+		for i := range ws {
+			ws[i].header = http.Header{}
+			wg.Go(func() { h.ServeHTTP(&ws[i], httptest.NewRequest(http.MethodGet, "/metrics", nil)) })
+		}
+		wg.Wait()
+		runtime.ReadMemStats(&after)
+		for _, w := range ws {
+			if w.n != answer {
+				t.Fatalf("a scrape got %d bytes", w.n)
+			}
+		}
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	one := allocs(1)
+	twenty := allocs(20)
+	t.Logf("allocated by 1 scrape: %.1f MiB; by 20 concurrent: %.1f MiB", float64(one)/(1<<20), float64(twenty)/(1<<20))
+	if float64(twenty) > 1.5*float64(one) {
+		t.Errorf("20 concurrent scrapes allocated %d bytes, more than 1.5 x one scrape's %d", twenty, one)
+	}
+}
+
+type countingWriter struct {
+	header http.Header
+	n      int
+}
+
+func (w *countingWriter) Header() http.Header { return w.header }
+func (w *countingWriter) WriteHeader(int)     {}
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n += len(p)
+	return len(p), nil
+}
