@@ -48,7 +48,12 @@ type Tracker struct {
 
 	mu     sync.Mutex
 	series map[uint64]*series
-	round  uint64
+	// order is the series of the last round, in the order of its samples,
+	// and spare a slice to build the next one in. A dump lists sockets in
+	// the same order from one round to the next unless they change, so a
+	// round finds most series here without a map lookup.
+	order, spare []*series
+	round        uint64
 	// epoch is the first observation's time. Buckets are counted from it
 	// with Time.Sub, which uses the monotonic clock: a wall-clock step (NTP)
 	// must neither expire peaks nor keep them past the window.
@@ -56,6 +61,7 @@ type Tracker struct {
 }
 
 type series struct {
+	inode      uint64
 	maxes      [numSlots]uint32
 	bucketIdx  [numSlots]int64 // which bucket each slot holds
 	fullSecs   float64
@@ -93,26 +99,45 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) {
 	}
 	idx := t.bucket(now)
 	t.round++
-	for _, s := range samples {
-		sr := t.series[s.Inode]
-		if sr == nil {
-			sr = &series{}
-			for i := range sr.bucketIdx {
-				sr.bucketIdx[i] = noBucket
-			}
-			t.series[s.Inode] = sr
+	next, seen := t.spare[:0], 0
+	for i, s := range samples {
+		sr := t.find(i, s.Inode)
+		if sr.round != t.round {
+			seen++ // a dump under churn may list a socket twice
 		}
 		sr.record(idx, s.Length)
 		if s.Full() && !sr.lastSample.IsZero() {
 			sr.fullSecs += min(now.Sub(sr.lastSample), t.maxGap).Seconds()
 		}
 		sr.lastSample, sr.round = now, t.round
+		next = append(next, sr)
 	}
-	for ino, sr := range t.series {
-		if sr.round != t.round {
-			delete(t.series, ino)
+	if seen < len(t.series) {
+		for ino, sr := range t.series {
+			if sr.round != t.round {
+				delete(t.series, ino)
+			}
 		}
 	}
+	clear(t.order) // drop the pointers, so the spare holds no gone series
+	t.order, t.spare = next, t.order
+}
+
+// find returns the series of the inode that is sample i of this round,
+// creating it for a new listener.
+func (t *Tracker) find(i int, inode uint64) *series {
+	if i < len(t.order) && t.order[i].inode == inode {
+		return t.order[i]
+	}
+	sr := t.series[inode]
+	if sr == nil {
+		sr = &series{inode: inode}
+		for i := range sr.bucketIdx {
+			sr.bucketIdx[i] = noBucket
+		}
+		t.series[inode] = sr
+	}
+	return sr
 }
 
 // bucket is the index of the bucket holding now, counted from the epoch.

@@ -534,3 +534,34 @@ func TestTrackerIgnoresWallClockSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerFollowsReorderedDumps: a round finds last round's series by
+// position when the dump order holds; when sockets come, go or move, each
+// sample must still land on its own listener.
+func TestTrackerFollowsReorderedDumps(t *testing.T) {
+	tr := NewTracker(time.Minute, 100*time.Millisecond)
+	rounds := [][]Sample{
+		{{Inode: 1, Length: 1, Limit: 5}, {Inode: 2, Length: 2, Limit: 5}, {Inode: 3, Length: 3, Limit: 5}},
+		{{Inode: 3, Length: 30, Limit: 5}, {Inode: 1, Length: 10, Limit: 5}},                                // 2 gone, order changed
+		{{Inode: 3, Length: 4, Limit: 5}, {Inode: 1, Length: 6, Limit: 5}, {Inode: 2, Length: 7, Limit: 5}}, // 2 is new again
+		{{Inode: 3, Length: 9, Limit: 5}, {Inode: 3, Length: 9, Limit: 5}, {Inode: 1, Length: 6, Limit: 5}}, // a duplicate, 2 gone
+	}
+	for i, samples := range rounds {
+		tr.Observe(at(time.Duration(i)*100*time.Millisecond), samples)
+	}
+	now := at(300 * time.Millisecond)
+	for ino, want := range map[uint64]uint32{1: 10, 3: 30} {
+		st, ok := tr.Stats(now, ino)
+		if !ok || st.Peak != want {
+			t.Errorf("inode %d: %+v %v, want peak %d", ino, st, ok, want)
+		}
+	}
+	if _, ok := tr.Stats(now, 2); ok || tr.Len() != 2 {
+		t.Errorf("inode 2 went in the last round, yet the tracker holds %d series (2 tracked: %v)", tr.Len(), ok)
+	}
+	// 3 was full in rounds 2 and 4, the second sample of 4 adding no time:
+	// two intervals of 100 ms.
+	if st, _ := tr.Stats(now, 3); math.Abs(st.FullSeconds-0.2) > 1e-9 {
+		t.Errorf("inode 3 full for %v s, want 0.2", st.FullSeconds)
+	}
+}
