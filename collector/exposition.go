@@ -47,7 +47,7 @@ func (e *Exporter) Snapshot(extra ...prometheus.Gatherer) (*Snapshot, error) {
 		mfs, clash = mergeFamilies(mfs, more)
 		errs = append(errs, err, clash)
 	}
-	s := &Snapshot{families: mfs, rows: fams.sorted()}
+	s := &Snapshot{families: mfs, rows: fams.sorted(&e.listeners.order)}
 	errs = append(errs, s.orderListeners())
 	return s, errors.Join(errs...)
 }

@@ -13,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/listenq/listenq_exporter/internal/netns"
 )
 
 // textFormats are the text formats promhttp negotiates: 0.0.4 with each
@@ -115,7 +117,7 @@ func randomSnapshot(rng *rand.Rand, n int) *Snapshot {
 		for i := range pairs {
 			pairs[i] = &dto.LabelPair{Name: listenerLabelNames[i], Value: proto.String(values[i])}
 		}
-		r := listenerRow{labels: &labelSet{pairs: pairs, text: labelText(pairs)}}
+		r := listenerRow{labels: testLabelSet(pairs)}
 		for m := range numListenerMetrics {
 			if m <= mQueueLimit || rng.IntN(3) > 0 {
 				r.set(m, randomValue(rng))
@@ -123,7 +125,7 @@ func randomSnapshot(rng *rand.Rand, n int) *Snapshot {
 		}
 		fams.add([]listenerRow{r})
 	}
-	s := &Snapshot{rows: fams.sorted(), families: []*dto.MetricFamily{
+	s := &Snapshot{rows: fams.sorted(&orderCache{}), families: []*dto.MetricFamily{
 		gaugeFamily("go_goroutines", "Number of goroutines.", 9),
 		gaugeFamily("listenq_netns_info", "A \\ help with\nnewline.", 1),
 		gaugeFamily("listenq_queue_lengths_other", "Sorts after listenq_queue_length.", math.Inf(1)),
@@ -151,7 +153,7 @@ func gaugeFamily(name, help string, v float64) *dto.MetricFamily {
 // invalid UTF-8, and the empty string.
 func randomLabelValue(rng *rand.Rand) string {
 	pieces := []string{"", "a", "Z", "0", `"`, `\`, "\n", `\x00`, `\x0a`, "@", "/run/php/php-fpm.sock",
-		"é", "日本", "\xff", "\xc3", " ", "{", "}", ",", "=", "\t", "\u2028", "[::1]:80"}
+		"é", "日本", "\xff", "\xc3", "\x00", " ", "{", "}", ",", "=", "\t", "\u2028", "[::1]:80"}
 	var sb strings.Builder
 	for range rng.IntN(6) {
 		sb.WriteString(pieces[rng.IntN(len(pieces))])
@@ -187,13 +189,13 @@ func realisticSnapshot(n int) *Snapshot {
 		for j := range pairs {
 			pairs[j] = &dto.LabelPair{Name: listenerLabelNames[j], Value: proto.String(values[j])}
 		}
-		r := listenerRow{labels: &labelSet{pairs: pairs, text: labelText(pairs)}}
+		r := listenerRow{labels: testLabelSet(pairs)}
 		for m := range numListenerMetrics - 1 {
 			r.set(m, float64(i%512))
 		}
 		fams.add([]listenerRow{r})
 	}
-	s := &Snapshot{rows: fams.sorted()}
+	s := &Snapshot{rows: fams.sorted(&orderCache{})}
 	if err := s.orderListeners(); err != nil {
 		panic(err)
 	}
@@ -224,4 +226,125 @@ func BenchmarkExpfmtText(b *testing.B) {
 			}
 		}
 	}
+}
+
+func testLabelSet(pairs []*dto.LabelPair) *labelSet {
+	return &labelSet{pairs: pairs, text: labelText(pairs), key: sortKey(pairs)}
+}
+
+// TestSortKeyOrdersAsValues: comparing sort keys is comparing the label
+// values in turn, also for values holding NUL bytes and prefixes of others.
+func TestSortKeyOrdersAsValues(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	pieces := []string{"", "a", "ab", "\x00", "\x00\x01", "\x01", "\xff", "\"", "0"}
+	random := func() []*dto.LabelPair {
+		pairs := make([]*dto.LabelPair, 3)
+		for i := range pairs {
+			var sb strings.Builder
+			for range rng.IntN(4) {
+				sb.WriteString(pieces[rng.IntN(len(pieces))])
+			}
+			pairs[i] = &dto.LabelPair{Name: proto.String("l" + strconv.Itoa(i)), Value: proto.String(sb.String())}
+		}
+		return pairs
+	}
+	for range 20000 {
+		a, b := random(), random()
+		if got, want := strings.Compare(sortKey(a), sortKey(b)), compareValues(a, b); got != want {
+			t.Fatalf("keys of %q and %q compare %d, values %d", values(a), values(b), got, want)
+		}
+	}
+}
+
+// compareValues is the registry's order of series: label values in turn.
+func compareValues(a, b []*dto.LabelPair) int {
+	for i := range min(len(a), len(b)) {
+		if c := strings.Compare(a[i].GetValue(), b[i].GetValue()); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
+}
+
+func values(pairs []*dto.LabelPair) []string {
+	var out []string
+	for _, p := range pairs {
+		out = append(out, p.GetValue())
+	}
+	return out
+}
+
+// TestSameLabelsSeesEveryLabel: a cached label set is reused only while
+// every label but the inode (the cache key) is the same.
+func TestSameLabelsSeesEveryLabel(t *testing.T) {
+	newNS := func() *netns.Handle {
+		h := netns.NewFixed("4026531840", "", "", nil)
+		h.Identity.Namespace, h.Identity.Pod = "shop", "web-0"
+		return h
+	}
+	ns := newNS()
+	l := exported{Listener: Listener{Inode: 7, Address: "127.0.0.1:80", Port: "80", Proto: "tcp"}, process: "nginx", container: "web"}
+	ls := newLabelSet(ns, l)
+	if !sameLabels(ls.pairs, ns, l) {
+		t.Fatal("a label set differs from the listener it was made of")
+	}
+	for name, change := range map[string]func(*exported, *netns.Handle){
+		"container": func(e *exported, _ *netns.Handle) { e.container = "sidecar" },
+		"listener":  func(e *exported, _ *netns.Handle) { e.Address = "127.0.0.1:81" },
+		"namespace": func(_ *exported, h *netns.Handle) { h.Identity.Namespace = "other" },
+		"netns":     func(_ *exported, h *netns.Handle) { h.ID = "1" },
+		"pod":       func(_ *exported, h *netns.Handle) { h.Identity.Pod = "web-1" },
+		"port":      func(e *exported, _ *netns.Handle) { e.Port = "81" },
+		"process":   func(e *exported, _ *netns.Handle) { e.process = "httpd" },
+		"proto":     func(e *exported, _ *netns.Handle) { e.Proto = "unix" },
+	} {
+		e, h := l, newNS()
+		change(&e, h)
+		if sameLabels(ls.pairs, h, e) {
+			t.Errorf("a change of %s went unseen", name)
+		}
+	}
+}
+
+// TestOrderCacheSortsLikeAFullSort: rows come in any order, listeners come
+// and go; the remembered order must always be the sorted one.
+func TestOrderCacheSortsLikeAFullSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var pool []*labelSet
+	for i := range 50 {
+		pool = append(pool, testLabelSet([]*dto.LabelPair{{Name: proto.String("a"), Value: proto.String(strconv.Itoa(rng.IntN(1000)) + "-" + strconv.Itoa(i))}}))
+	}
+	var c orderCache
+	live := pool[:30]
+	for round := range 300 {
+		switch rng.IntN(4) {
+		case 0: // one listener replaced by another: same count
+			live = slices.Clone(live)
+			live[rng.IntN(len(live))] = pool[30+rng.IntN(20)]
+			live = slices.CompactFunc(sortedSets(live), func(a, b *labelSet) bool { return a == b })
+		case 1: // one more, or one fewer
+			if rng.IntN(2) == 0 && len(live) > 1 {
+				live = live[1:]
+			} else {
+				live = slices.CompactFunc(sortedSets(append(slices.Clone(live), pool[rng.IntN(len(pool))])), func(a, b *labelSet) bool { return a == b })
+			}
+		}
+		rows := make([]listenerRow, len(live))
+		for i, ls := range live {
+			rows[i] = listenerRow{labels: ls}
+		}
+		rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+		c.sort(rows)
+		if !slices.IsSortedFunc(rows, func(a, b listenerRow) int { return strings.Compare(a.labels.key, b.labels.key) }) {
+			t.Fatalf("round %d: rows out of order", round)
+		}
+	}
+	if c.sorts > 200 {
+		t.Errorf("%d full sorts in 300 rounds, half of them unchanged", c.sorts)
+	}
+}
+
+func sortedSets(sets []*labelSet) []*labelSet {
+	slices.SortFunc(sets, func(a, b *labelSet) int { return strings.Compare(a.key, b.key) })
+	return sets
 }

@@ -23,8 +23,9 @@ type source struct {
 	// tracker is set when the sampler runs.
 	tracker *sampler.Tracker
 
-	labelMu sync.Mutex
-	labels  map[uint64]*labelSet // see labelSets
+	labelMu    sync.Mutex
+	labels     map[uint64]*labelSet // see labelSets
+	labelRound uint64
 
 	mu       sync.Mutex
 	inflight *readResult

@@ -110,28 +110,52 @@ func (r *Resolver) Lookup(inodes []uint64) map[uint64]string {
 	return out
 }
 
-// LookupOwners returns the owner of each inode it can answer for; a zero
-// Owner means the scan found no process holding it (exited, or no
-// permission to read its fds). Inodes absent from the result are pending:
-// they are new and the scan rate limit has not yet allowed a scan.
+// LookupOwners returns the owner of each inode it can answer for; see
+// LookupAll.
 func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
+	out := make(map[uint64]Owner, len(inodes))
+	for i, a := range r.LookupAll(inodes) {
+		if a.Known {
+			out[inodes[i]] = a.Owner
+		}
+	}
+	return out
+}
+
+// Answer is what the Resolver says of one inode.
+type Answer struct {
+	Owner
+	// Known is false while the inode is pending: it is new and the scan
+	// rate limit has not yet allowed a scan, or a scan missed it and it is
+	// looked for again. A zero Owner that is Known means the scan found no
+	// process holding it (exited, or no permission to read its fds).
+	Known bool
+}
+
+// LookupAll answers for each of inodes, in their order.
+func (r *Resolver) LookupAll(inodes []uint64) []Answer {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
-	var unknown []uint64
-	for _, ino := range inodes {
+	// One process often holds thousands of listeners (php-fpm pools,
+	// nginx workers): name it, and its container, once per call.
+	memo := lookupMemo{owners: map[int]Owner{}, described: map[int]described{}}
+	entries := make([]*entry, len(inodes))
+	var unknown []int
+	for i, ino := range inodes {
 		e, ok := r.owners[ino]
 		switch {
 		case !ok:
-			unknown = append(unknown, ino)
+			unknown = append(unknown, i)
 		case e.misses > 0 && e.misses < r.missScans:
 			e.lastSeen = now
-			unknown = append(unknown, ino) // look again
+			unknown = append(unknown, i) // look again
 		default:
 			e.lastSeen = now
 			if !e.unsettled.IsZero() {
-				r.settle(e, now)
+				r.settle(e, now, &memo)
 			}
+			entries[i] = e
 		}
 	}
 	canScan := r.scans == 0 || now.Sub(r.lastScan) >= r.minInterval
@@ -143,29 +167,36 @@ func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
 			r.held = scan(r.procRoot)
 			r.lastScan, r.scans = now, r.scans+1
 		}
-		for _, ino := range unknown {
-			pid, ok := r.held[ino]
-			if !ok && !canScan {
-				continue // pending until the next scan
-			}
-			if !ok {
-				r.missed(ino, now)
-				continue
-			}
-			e := &entry{Owner: r.owner(pid), lastSeen: now, unsettled: now}
-			r.settle(e, now)
-			r.owners[ino] = e
+		for _, i := range unknown {
+			entries[i] = r.resolve(inodes[i], canScan, now, &memo)
 		}
 	}
 	r.forget(now)
 
-	out := make(map[uint64]Owner, len(inodes))
-	for _, ino := range inodes {
-		if e, ok := r.owners[ino]; ok && e.unsettled.IsZero() && (e.misses == 0 || e.misses >= r.missScans) {
-			out[ino] = e.Owner
+	out := make([]Answer, len(inodes))
+	for i, e := range entries {
+		if e != nil && e.unsettled.IsZero() && (e.misses == 0 || e.misses >= r.missScans) {
+			out[i] = Answer{Owner: e.Owner, Known: true}
 		}
 	}
 	return out
+}
+
+// resolve looks for the holder of a new or missed inode in the last scan,
+// and returns its entry; nil while it is pending until the next scan.
+func (r *Resolver) resolve(ino uint64, scanned bool, now time.Time, memo *lookupMemo) *entry {
+	pid, ok := r.held[ino]
+	switch {
+	case !ok && !scanned:
+		return r.owners[ino] // pending until the next scan
+	case !ok:
+		r.missed(ino, now)
+		return r.owners[ino]
+	}
+	e := &entry{Owner: memo.owner(r, pid), lastSeen: now, unsettled: now}
+	r.settle(e, now, memo)
+	r.owners[ino] = e
+	return e
 }
 
 // missed records that a scan found no holder of ino.
@@ -181,16 +212,41 @@ func (r *Resolver) missed(ino uint64, now time.Time) {
 
 // settle asks for the container name of e's owner again, and marks e
 // settled when the answer is, or when it has waited long enough.
-func (r *Resolver) settle(e *entry, now time.Time) {
+func (r *Resolver) settle(e *entry, now time.Time, memo *lookupMemo) {
 	if r.describe == nil || e.PID == 0 {
 		e.unsettled = time.Time{}
 		return
 	}
-	name, ok := r.describe(e.PID)
+	d, seen := memo.described[e.PID]
+	if !seen {
+		d.name, d.ok = r.describe(e.PID)
+		memo.described[e.PID] = d
+	}
+	name, ok := d.name, d.ok
 	e.Container = name
 	if ok || now.Sub(e.unsettled) >= r.describeWait {
 		e.unsettled = time.Time{}
 	}
+}
+
+// lookupMemo holds what one LookupOwners call learnt of each process.
+type lookupMemo struct {
+	owners    map[int]Owner
+	described map[int]described
+}
+
+type described struct {
+	name string
+	ok   bool
+}
+
+func (m *lookupMemo) owner(r *Resolver, pid int) Owner {
+	o, ok := m.owners[pid]
+	if !ok {
+		o = r.owner(pid)
+		m.owners[pid] = o
+	}
+	return o
 }
 
 func (r *Resolver) owner(pid int) Owner {

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
 	"sync"
@@ -29,7 +28,7 @@ type flight struct {
 	done   chan struct{}
 	status int // 0 if next panicked
 	header http.Header
-	body   []byte
+	body   [][]byte
 }
 
 func keyOf(r *http.Request) flightKey {
@@ -77,7 +76,7 @@ func (s *shared) fly(key flightKey, f *flight, r *http.Request) {
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
-	f.status, f.header, f.body = rec.status, rec.header, rec.body.Bytes()
+	f.status, f.header, f.body = rec.status, rec.header, rec.chunks
 }
 
 // answer writes f's response to w. Every reader gets the same body slice;
@@ -91,15 +90,22 @@ func (f *flight) answer(w http.ResponseWriter) {
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(f.status)
-	w.Write(f.body) //nolint:errcheck // the client may have left; nobody to tell
+	for _, c := range f.body {
+		if _, err := w.Write(c); err != nil {
+			return // the client left
+		}
+	}
 }
 
-// recorder keeps a response in memory.
+// recorder keeps a response in memory, in chunks: a body of tens of
+// megabytes (25,000 listeners, uncompressed) is then never copied to grow.
 type recorder struct {
 	header http.Header
 	status int
-	body   bytes.Buffer
+	chunks [][]byte
 }
+
+const chunkSize = 256 << 10
 
 func (r *recorder) Header() http.Header { return r.header }
 
@@ -111,5 +117,22 @@ func (r *recorder) WriteHeader(status int) {
 
 func (r *recorder) Write(p []byte) (int, error) {
 	r.WriteHeader(http.StatusOK)
-	return r.body.Write(p)
+	n := len(p)
+	for len(p) > 0 {
+		last := len(r.chunks) - 1
+		if last < 0 || len(r.chunks[last]) == cap(r.chunks[last]) {
+			// Small answers (a 503, a gzipped scrape) start small.
+			size := chunkSize
+			if last < 0 {
+				size = min(chunkSize, max(len(p), 4<<10))
+			}
+			r.chunks = append(r.chunks, make([]byte, 0, size))
+			last++
+		}
+		c := r.chunks[last]
+		k := min(len(p), cap(c)-len(c))
+		r.chunks[last] = append(c, p[:k]...)
+		p = p[k:]
+	}
+	return n, nil
 }

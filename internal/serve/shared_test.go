@@ -207,3 +207,28 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	w.n += len(p)
 	return len(p), nil
 }
+
+// TestRecorderKeepsEveryByte: writes of every size, across chunk
+// boundaries, come back whole and in order.
+func TestRecorderKeepsEveryByte(t *testing.T) {
+	var want bytes.Buffer
+	rec := &recorder{header: http.Header{}}
+	for i, size := range []int{1, 4 << 10, chunkSize - 1, chunkSize, 3*chunkSize + 7, 0, 100} {
+		p := bytes.Repeat([]byte{byte('a' + i)}, size)
+		if n, err := rec.Write(p); n != size || err != nil {
+			t.Fatalf("Write(%d bytes) = %d, %v", size, n, err)
+		}
+		want.Write(p)
+	}
+	f := &flight{status: rec.status, header: rec.header, body: rec.chunks}
+	out := httptest.NewRecorder()
+	f.answer(out)
+	if !bytes.Equal(out.Body.Bytes(), want.Bytes()) {
+		t.Errorf("answered %d bytes, want the %d written", out.Body.Len(), want.Len())
+	}
+	for i, c := range rec.chunks {
+		if cap(c) > chunkSize {
+			t.Errorf("chunk %d holds %d bytes, over %d", i, cap(c), chunkSize)
+		}
+	}
+}
