@@ -69,7 +69,7 @@ func holdMain(args []string) error {
 	if h.dir == "" || h.tcp < 1 || h.unix < 0 || h.clients < 0 || h.clients > tcpBacklogs[0] {
 		return errors.New("hold: need -dir, -tcp >= 1, -unix >= 0 and 0 <= -clients <= 4")
 	}
-	if err := loUp(); err != nil {
+	if err := benchutil.LoopbackUp(); err != nil {
 		return fmt.Errorf("bring lo up: %w", err)
 	}
 	// Everything stays open until the process exits.
@@ -114,24 +114,6 @@ func holdMain(args []string) error {
 	// Hold until the benchmark closes stdin, or dies.
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
-}
-
-// loUp sets the loopback interface of this network namespace up.
-func loUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // Sockets are made with raw syscalls and SOCK_CLOEXEC, as benchutil's

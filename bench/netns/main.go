@@ -214,11 +214,11 @@ func run(ctx context.Context, c config) error {
 	if rep.samplerDef <= 0 {
 		return fmt.Errorf("%s has its sampler off by default; the sampler figures need it on", c.exporter)
 	}
-	if err := loUp(); err != nil {
+	if err := benchutil.LoopbackUp(); err != nil {
 		return fmt.Errorf("bring lo up in the host's namespace: %w", err)
 	}
-	rep.ssVersion = commandVersion(ctx, "ss", "-V")
-	rep.nsenterVersion = commandVersion(ctx, "nsenter", "--version")
+	rep.ssVersion = benchutil.CommandVersion(ctx, "ss", "-V")
+	rep.nsenterVersion = benchutil.CommandVersion(ctx, "nsenter", "--version")
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -268,7 +268,7 @@ func run(ctx context.Context, c config) error {
 			if err != nil {
 				return err
 			}
-			v, ok := scalar(body, "listenq_netns_discovery_duration_seconds")
+			v, ok := benchutil.Scalar(body, "listenq_netns_discovery_duration_seconds")
 			if !ok {
 				return errors.New("no listenq_netns_discovery_duration_seconds in the scrape")
 			}
@@ -349,7 +349,7 @@ func phaseDefaults(ctx context.Context, c config, rep *report, x expectation) er
 	rep.readyA, rep.seen = took, sum
 	// The start-up discovery opened every namespace; unless a refresh ran
 	// since, the first scrape still shows how long that took.
-	if v, ok := scalar(body, "listenq_netns_discovery_duration_seconds"); ok && took < rep.refreshDef {
+	if v, ok := benchutil.Scalar(body, "listenq_netns_discovery_duration_seconds"); ok && took < rep.refreshDef {
 		rep.firstDiscoveryMs = v * 1000
 	}
 	log.Printf("  scrape shows %d namespaces (the host's too) and %d listeners in the benchmark's; %d series", sum.namespaces, sum.listeners, sum.series)
@@ -377,7 +377,7 @@ func phaseDefaults(ctx context.Context, c config, rep *report, x expectation) er
 	}
 	rep.scrape = benchutil.Summarize(times)
 	rep.cpuPerScrapeMs = benchutil.Ms(cpu1.clock-cpu0.clock) / float64(c.scrapes)
-	if rep.rssKiB, rep.hwmKiB, err = memory(e.PID()); err != nil {
+	if rep.rssKiB, rep.hwmKiB, err = benchutil.Memory(e.PID()); err != nil {
 		return err
 	}
 	for i := range times {
@@ -399,7 +399,7 @@ func phaseDefaults(ctx context.Context, c config, rep *report, x expectation) er
 		if err != nil {
 			return err
 		}
-		if v, ok := scalar(b, "listenq_sampler_round_duration_seconds"); ok {
+		if v, ok := benchutil.Scalar(b, "listenq_sampler_round_duration_seconds"); ok {
 			rounds = append(rounds, v*1000)
 		}
 	}
@@ -589,14 +589,4 @@ func backlogList(bs []int, n int) string {
 		s = append(s, strconv.Itoa(bs[i]))
 	}
 	return strings.Join(s, ", ")
-}
-
-func commandVersion(ctx context.Context, name string, args ...string) string {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).Output()
-	if err != nil {
-		return name + " (version unknown)"
-	}
-	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 }

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -147,19 +144,4 @@ func (x expectation) verify(body []byte) (scrapeSummary, error) {
 		}
 	}
 	return sum, errors.Join(errs...)
-}
-
-// scalar returns the value of a metric without labels in a text
-// exposition.
-func scalar(body []byte, name string) (float64, bool) {
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, 1<<20)
-	prefix := name + " "
-	for sc.Scan() {
-		if l := sc.Text(); strings.HasPrefix(l, prefix) {
-			v, err := strconv.ParseFloat(strings.TrimSpace(l[len(prefix):]), 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
 }

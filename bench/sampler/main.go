@@ -251,7 +251,7 @@ func run(ctx context.Context, c config) error {
 	}
 	// Listeners, the unix sockets of the larger shape, the burst's few
 	// sockets, and room for stdio, the scrape client and the runtime.
-	if err := raiseNOFILE(uint64(c.tcp+c.unix) + 256); err != nil {
+	if err := benchutil.RaiseNOFILE(uint64(c.tcp+c.unix) + 256); err != nil {
 		return err
 	}
 

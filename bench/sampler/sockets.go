@@ -27,23 +27,6 @@ func (s *fdSet) closeAll() {
 	*s = nil
 }
 
-// raiseNOFILE makes room for need descriptors. Go already raises the soft
-// limit to the hard one at start; root may raise the hard one too.
-func raiseNOFILE(need uint64) error {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return err
-	}
-	if lim.Cur >= need {
-		return nil
-	}
-	lim.Cur, lim.Max = need, max(lim.Max, need)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", need, err)
-	}
-	return nil
-}
-
 // openTCPListeners listens on n consecutive ports of 127.0.0.1 from port,
 // with nginx's default backlog.
 func openTCPListeners(port, n int) (fdSet, error) {

@@ -88,3 +88,23 @@ func TestFlags(t *testing.T) {
 		t.Errorf("-h: %v, want flag.ErrHelp and status 0", err)
 	}
 }
+
+func TestScalar(t *testing.T) {
+	body := []byte("# HELP a_total x\na_total{l=\"1\"} 3\na_total 4\nb 1e-3\n")
+	if v, ok := Scalar(body, "a_total"); !ok || v != 4 {
+		t.Errorf("Scalar(a_total) = %v, %v; want 4, true", v, ok)
+	}
+	if v, ok := Scalar(body, "b"); !ok || v != 0.001 {
+		t.Errorf("Scalar(b) = %v, %v; want 0.001, true", v, ok)
+	}
+	if _, ok := Scalar(body, "c"); ok {
+		t.Error("Scalar(c): found")
+	}
+}
+
+func TestMemory(t *testing.T) {
+	rss, hwm, err := Memory(os.Getpid())
+	if err != nil || rss <= 0 || hwm < rss {
+		t.Errorf("Memory(self) = %d, %d, %v", rss, hwm, err)
+	}
+}

@@ -6,6 +6,8 @@
 package benchutil
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -225,4 +228,19 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Scalar returns the value of a metric without labels in a text
+// exposition.
+func Scalar(body []byte, name string) (float64, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(nil, 1<<20)
+	prefix := name + " "
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, prefix) {
+			v, err := strconv.ParseFloat(strings.TrimSpace(l[len(prefix):]), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
