@@ -209,24 +209,22 @@ func appendFloat(b []byte, f float64) []byte {
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
 
-// labelText renders label pairs as the text format writes them after the
-// metric name. The names are the fixed listener label names, all valid
+// labelText renders listener label values as the text format writes them
+// after the metric name. The names are the listener label names, all valid
 // legacy names, which the format writes unquoted.
-func labelText(pairs []*dto.LabelPair) string {
+func labelText(values *[numListenerLabels]string) string {
 	var sb strings.Builder
-	for i, p := range pairs {
+	for i, v := range values {
 		if i == 0 {
 			sb.WriteByte('{')
 		} else {
 			sb.WriteByte(',')
 		}
-		sb.WriteString(p.GetName())
+		sb.WriteString(*listenerLabelNames[i])
 		sb.WriteString(`="`)
-		valueEscaper.WriteString(&sb, p.GetValue()) //nolint:errcheck // a strings.Builder does not fail
+		valueEscaper.WriteString(&sb, v) //nolint:errcheck // a strings.Builder does not fail
 		sb.WriteByte('"')
 	}
-	if len(pairs) > 0 {
-		sb.WriteByte('}')
-	}
+	sb.WriteByte('}')
 	return sb.String()
 }

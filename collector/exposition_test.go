@@ -113,11 +113,7 @@ func randomSnapshot(rng *rand.Rand, n int) *Snapshot {
 		for i := range values {
 			values[i] = randomLabelValue(rng)
 		}
-		pairs := make([]*dto.LabelPair, numListenerLabels)
-		for i := range pairs {
-			pairs[i] = &dto.LabelPair{Name: listenerLabelNames[i], Value: proto.String(values[i])}
-		}
-		r := listenerRow{labels: testLabelSet(pairs)}
+		r := listenerRow{labels: testLabelSet(values)}
 		for m := range numListenerMetrics {
 			if m <= mQueueLimit || rng.IntN(3) > 0 {
 				r.set(m, randomValue(rng))
@@ -185,11 +181,7 @@ func realisticSnapshot(n int) *Snapshot {
 	for i := range n {
 		values := [numListenerLabels]string{"php-fpm", strconv.Itoa(4000000 + i), "/run/php/php8.2-fpm-" + strconv.Itoa(i) + ".sock",
 			"shop", "4026532" + strconv.Itoa(i%200), "shop-frontend-7d9c5b-" + strconv.Itoa(i%200), "", "php-fpm8.2", "unix"}
-		pairs := make([]*dto.LabelPair, numListenerLabels)
-		for j := range pairs {
-			pairs[j] = &dto.LabelPair{Name: listenerLabelNames[j], Value: proto.String(values[j])}
-		}
-		r := listenerRow{labels: testLabelSet(pairs)}
+		r := listenerRow{labels: testLabelSet(values)}
 		for m := range numListenerMetrics - 1 {
 			r.set(m, float64(i%512))
 		}
@@ -228,50 +220,10 @@ func BenchmarkExpfmtText(b *testing.B) {
 	}
 }
 
-func testLabelSet(pairs []*dto.LabelPair) *labelSet {
-	return &labelSet{pairs: pairs, text: labelText(pairs), key: sortKey(pairs)}
-}
-
-// TestSortKeyOrdersAsValues: comparing sort keys is comparing the label
-// values in turn, also for values holding NUL bytes and prefixes of others.
-func TestSortKeyOrdersAsValues(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	pieces := []string{"", "a", "ab", "\x00", "\x00\x01", "\x01", "\xff", "\"", "0"}
-	random := func() []*dto.LabelPair {
-		pairs := make([]*dto.LabelPair, 3)
-		for i := range pairs {
-			var sb strings.Builder
-			for range rng.IntN(4) {
-				sb.WriteString(pieces[rng.IntN(len(pieces))])
-			}
-			pairs[i] = &dto.LabelPair{Name: proto.String("l" + strconv.Itoa(i)), Value: proto.String(sb.String())}
-		}
-		return pairs
-	}
-	for range 20000 {
-		a, b := random(), random()
-		if got, want := strings.Compare(sortKey(a), sortKey(b)), compareValues(a, b); got != want {
-			t.Fatalf("keys of %q and %q compare %d, values %d", values(a), values(b), got, want)
-		}
-	}
-}
-
-// compareValues is the registry's order of series: label values in turn.
-func compareValues(a, b []*dto.LabelPair) int {
-	for i := range min(len(a), len(b)) {
-		if c := strings.Compare(a[i].GetValue(), b[i].GetValue()); c != 0 {
-			return c
-		}
-	}
-	return len(a) - len(b)
-}
-
-func values(pairs []*dto.LabelPair) []string {
-	var out []string
-	for _, p := range pairs {
-		out = append(out, p.GetValue())
-	}
-	return out
+func testLabelSet(values [numListenerLabels]string) *labelSet {
+	ls := &labelSet{values: values}
+	ls.text = labelText(&ls.values)
+	return ls
 }
 
 // TestSameLabelsSeesEveryLabel: a cached label set is reused only while
@@ -285,7 +237,7 @@ func TestSameLabelsSeesEveryLabel(t *testing.T) {
 	ns := newNS()
 	l := exported{Listener: Listener{Inode: 7, Address: "127.0.0.1:80", Port: "80", Proto: "tcp"}, process: "nginx", container: "web"}
 	ls := newLabelSet(ns, l)
-	if !sameLabels(ls.pairs, ns, l) {
+	if !sameLabels(&ls.values, ns, l) {
 		t.Fatal("a label set differs from the listener it was made of")
 	}
 	for name, change := range map[string]func(*exported, *netns.Handle){
@@ -300,7 +252,7 @@ func TestSameLabelsSeesEveryLabel(t *testing.T) {
 	} {
 		e, h := l, newNS()
 		change(&e, h)
-		if sameLabels(ls.pairs, h, e) {
+		if sameLabels(&ls.values, h, e) {
 			t.Errorf("a change of %s went unseen", name)
 		}
 	}
@@ -312,7 +264,7 @@ func TestOrderCacheSortsLikeAFullSort(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	var pool []*labelSet
 	for i := range 50 {
-		pool = append(pool, testLabelSet([]*dto.LabelPair{{Name: proto.String("a"), Value: proto.String(strconv.Itoa(rng.IntN(1000)) + "-" + strconv.Itoa(i))}}))
+		pool = append(pool, testLabelSet([numListenerLabels]string{strconv.Itoa(rng.IntN(3)), strconv.Itoa(rng.IntN(1000)) + "-" + strconv.Itoa(i)}))
 	}
 	var c orderCache
 	live := pool[:30]
@@ -335,7 +287,7 @@ func TestOrderCacheSortsLikeAFullSort(t *testing.T) {
 		}
 		rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 		c.sort(rows)
-		if !slices.IsSortedFunc(rows, func(a, b listenerRow) int { return strings.Compare(a.labels.key, b.labels.key) }) {
+		if !slices.IsSortedFunc(rows, func(a, b listenerRow) int { return compareLabelSets(a.labels, b.labels) }) {
 			t.Fatalf("round %d: rows out of order", round)
 		}
 	}
@@ -345,6 +297,6 @@ func TestOrderCacheSortsLikeAFullSort(t *testing.T) {
 }
 
 func sortedSets(sets []*labelSet) []*labelSet {
-	slices.SortFunc(sets, func(a, b *labelSet) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(sets, compareLabelSets)
 	return sets
 }
