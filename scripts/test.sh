@@ -88,3 +88,4 @@ log "benchmark smoke runs"
 bash bench/run.sh --smoke
 bash bench/sampler.sh --quick
 bash bench/netns.sh --quick
+bash bench/scale.sh --quick

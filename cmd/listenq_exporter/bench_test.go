@@ -58,10 +58,10 @@ func BenchmarkScrape(b *testing.B) {
 	handler := benchHandler(b)
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	for b.Loop() {
-		rec := httptest.NewRecorder()
-		handler.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			b.Fatalf("status %d", rec.Code)
+		w := &discardWriter{header: http.Header{}}
+		handler.ServeHTTP(w, req)
+		if w.n == 0 {
+			b.Fatal("empty answer")
 		}
 	}
 }
