@@ -235,7 +235,7 @@ func TestSameLabelsSeesEveryLabel(t *testing.T) {
 		return h
 	}
 	ns := newNS()
-	l := exported{Listener: Listener{Inode: 7, Address: "127.0.0.1:80", Port: "80", Proto: "tcp"}, process: "nginx", container: "web"}
+	l := exported{Listener: &Listener{Inode: 7, Address: "127.0.0.1:80", Port: "80", Proto: "tcp"}, process: "nginx", container: "web"}
 	ls := newLabelSet(ns, l)
 	if !sameLabels(&ls.values, ns, l) {
 		t.Fatal("a label set differs from the listener it was made of")
@@ -251,6 +251,8 @@ func TestSameLabelsSeesEveryLabel(t *testing.T) {
 		"proto":     func(e *exported, _ *netns.Handle) { e.Proto = "unix" },
 	} {
 		e, h := l, newNS()
+		listener := *l.Listener
+		e.Listener = &listener
 		change(&e, h)
 		if sameLabels(&ls.values, h, e) {
 			t.Errorf("a change of %s went unseen", name)

@@ -383,7 +383,9 @@ func sameLabels(v *[numListenerLabels]string, ns *netns.Handle, l exported) bool
 
 // exported is a listener that passed every filter, with its owner.
 type exported struct {
-	Listener
+	// *Listener points into the scrape's read batches, which outlive it:
+	// a copy of every listener was megabytes a scrape on a big node.
+	*Listener
 	process, container string
 	batch              int
 }
@@ -430,7 +432,8 @@ func (x *ListenerExporter) selectListeners(batches []readBatch) ([]exported, [][
 		// A dump under churn can report one socket twice, and a duplicate
 		// series would fail the whole scrape.
 		seen := make(map[uint64]struct{}, len(b.ls))
-		for _, l := range b.ls {
+		for i := range b.ls {
+			l := &b.ls[i]
 			if _, dup := seen[l.Inode]; dup {
 				continue
 			}
@@ -504,7 +507,7 @@ func (x *ListenerExporter) export(s Scrape, fams *listenerFamilies) {
 	fams.add(rows)
 }
 
-func newListenerRow(labels *labelSet, l Listener) listenerRow {
+func newListenerRow(labels *labelSet, l *Listener) listenerRow {
 	r := listenerRow{labels: labels}
 	r.set(mQueueLength, float64(l.Length))
 	r.set(mQueueLimit, float64(l.Limit))

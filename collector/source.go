@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -40,29 +41,36 @@ type readResult struct {
 	done      chan struct{}
 	listeners []Listener
 	err       error
+	joiners   int // under source.mu
 }
 
 // Listeners reads the listeners from the kernel, or joins a read already in
-// flight.
+// flight. The slice returned is the caller's own, to change.
 func (s *source) Listeners() ([]Listener, error) {
 	s.mu.Lock()
 	if r := s.inflight; r != nil {
+		r.joiners++
 		s.mu.Unlock()
 		<-r.done
-		return r.listeners, r.err
+		return slices.Clone(r.listeners), r.err
 	}
 	r := &readResult{done: make(chan struct{})}
 	s.inflight = r
 	s.reads++
 	s.mu.Unlock()
 
-	r.listeners, r.err = s.read(s.ns)
+	ls, err := s.read(s.ns)
+	r.err = err
 
 	s.mu.Lock()
 	s.inflight = nil
+	if r.joiners > 0 {
+		// Joiners copy these; the reader keeps ls to change.
+		r.listeners = slices.Clone(ls)
+	}
 	s.mu.Unlock()
 	close(r.done)
-	return r.listeners, r.err
+	return ls, err
 }
 
 // sample is one sampler round for this source.
@@ -83,20 +91,19 @@ func (s *source) sample() error {
 	return nil
 }
 
-// withStats adds the sampler's peak and full time to ls. A listener newer
+// withStats adds the sampler's peak and full time to ls, in place. A listener newer
 // than the sampler's last round has no stats yet and gets none.
 func (s *source) withStats(ls []Listener) []Listener {
 	if s.tracker == nil {
 		return ls
 	}
 	now := time.Now()
-	out := make([]Listener, len(ls))
-	for i, l := range ls {
+	for i := range ls {
+		l := &ls[i]
 		if st, ok := s.tracker.Stats(now, l.Inode); ok {
 			// The scrape's own reading is a sample too.
 			l.Peak, l.FullSeconds, l.HasStats = max(st.Peak, l.Length), st.FullSeconds, true
 		}
-		out[i] = l
 	}
-	return out
+	return ls
 }

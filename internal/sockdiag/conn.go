@@ -3,6 +3,7 @@ package sockdiag
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -24,6 +25,8 @@ const smallBufferSize = 8 << 10
 type Conn struct {
 	mu sync.Mutex
 	c  *netlink.Conn
+	// Sockets in the last dump of each kind.
+	lastInet, lastUnix atomic.Int64
 }
 
 // Dial opens a sock_diag socket in the calling thread's network namespace.
@@ -53,46 +56,46 @@ func (c *Conn) Close() error { return c.c.Close() }
 
 // InetSockets runs one inet_diag dump.
 func (c *Conn) InetSockets(req InetRequest) ([]InetSocket, error) {
-	msgs, err := c.dump(req.messageType(), req.MarshalBinary)
+	// Sized as the last dump of the kind was, so a steady dump never grows.
+	out := make([]InetSocket, 0, c.lastInet.Load())
+	err := c.dump(req.messageType(), req.MarshalBinary, func(data []byte) error {
+		s, err := ParseInetSocket(data)
+		out = append(out, s)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("inet_diag dump (family %d): %w", req.Family, err)
 	}
-	out := make([]InetSocket, 0, len(msgs))
-	for _, m := range msgs {
-		s, err := ParseInetSocket(m.Data)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
+	c.lastInet.Store(int64(len(out)))
 	return out, nil
 }
 
 // UnixSockets runs one unix_diag dump.
 func (c *Conn) UnixSockets(req UnixRequest) ([]UnixSocket, error) {
-	msgs, err := c.dump(sockDiagByFamily, req.MarshalBinary)
+	out := make([]UnixSocket, 0, c.lastUnix.Load())
+	err := c.dump(sockDiagByFamily, req.MarshalBinary, func(data []byte) error {
+		s, err := ParseUnixSocket(data)
+		out = append(out, s)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("unix_diag dump: %w", err)
 	}
-	out := make([]UnixSocket, 0, len(msgs))
-	for _, m := range msgs {
-		s, err := ParseUnixSocket(m.Data)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
+	c.lastUnix.Store(int64(len(out)))
 	return out, nil
 }
 
-func (c *Conn) dump(typ uint16, marshal func() ([]byte, error)) ([]netlink.Message, error) {
+// dump sends one dump request and hands each answer's payload to each as
+// it arrives. Parsing messages as they come, rather than collecting them
+// all first, keeps a dump of 20,000 sockets from holding 20,000 messages.
+func (c *Conn) dump(typ uint16, marshal func() ([]byte, error), each func(data []byte) error) error {
 	body, err := marshal()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	msgs, err := c.c.Execute(netlink.Message{
+	req, err := c.c.Send(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(typ),
 			Flags: netlink.Request | netlink.Dump,
@@ -100,14 +103,22 @@ func (c *Conn) dump(typ uint16, marshal func() ([]byte, error)) ([]netlink.Messa
 		Data: body,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// An empty dump comes back as a lone NLMSG_DONE, which Execute keeps.
-	out := msgs[:0]
-	for _, m := range msgs {
-		if m.Header.Type == netlink.HeaderType(typ) {
-			out = append(out, m)
+	for m, err := range c.c.ReceiveIter() {
+		if err != nil {
+			return err
+		}
+		if err := netlink.Validate(req, []netlink.Message{m}); err != nil {
+			return err
+		}
+		// An empty dump comes back as a lone NLMSG_DONE.
+		if m.Header.Type != netlink.HeaderType(typ) {
+			continue
+		}
+		if err := each(m.Data); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
