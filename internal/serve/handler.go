@@ -1,11 +1,11 @@
 package serve
 
 import (
-	"compress/gzip"
 	"fmt"
 	"io"
 	"net/http"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
@@ -103,13 +103,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// gzipWriters keeps a few gzip writers, at gzip's best speed where
-// promhttp uses the default level: on 27 MB of text (25,000 listeners)
-// that is 140 ms of CPU instead of 350 ms, for 2.0 MB instead of 1.8 MB.
-// Prometheus always asks for gzip, so this is most of a large scrape's
-// cost; the level changes the bytes on the wire, never what they decode
-// to. Not a sync.Pool: every GC empties one, and a writer is 800 KB to
-// build again.
+// gzipWriters keeps a few gzip writers at best speed, from
+// klauspost/compress, where promhttp uses the standard library's at its
+// default level. On 27 MB of text (25,000 listeners), measured: 73 ms of
+// CPU instead of 300 ms (the standard library's best speed: 155 ms), for
+// 2.0 MB instead of 1.8 MB. Prometheus always asks for gzip, so this is
+// most of a large scrape's cost; it changes the bytes on the wire, never
+// what they decode to. Not a sync.Pool: every GC empties one, and a writer
+// is hundreds of kilobytes to build again.
 var gzipWriters = make(chan *gzip.Writer, 4)
 
 func getGzip(w io.Writer) *gzip.Writer {
