@@ -121,10 +121,11 @@ func (r *recorder) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		last := len(r.chunks) - 1
 		if last < 0 || len(r.chunks[last]) == cap(r.chunks[last]) {
-			// Small answers (a 503, a gzipped scrape) start small.
-			size := chunkSize
-			if last < 0 {
-				size = min(chunkSize, max(len(p), 4<<10))
+			// Chunks double from 4 KiB: small answers (a 503, a gzipped
+			// scrape) stay small.
+			size := 4 << 10
+			if last >= 0 {
+				size = min(chunkSize, 2*cap(r.chunks[last]))
 			}
 			r.chunks = append(r.chunks, make([]byte, 0, size))
 			last++
