@@ -72,7 +72,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	headers := h.negotiated(r)
 	format := expfmt.Format(headers.Get("Content-Type"))
 	encoding := headers.Get("Content-Encoding")
-	if format.FormatType() != expfmt.TypeTextPlain || (encoding != "" && encoding != "gzip") || r.URL.Query().Has("name[]") {
+	if format.FormatType() != expfmt.TypeTextPlain || (encoding != "" && encoding != "gzip") || (r.URL != nil && r.URL.Query().Has("name[]")) {
 		h.fallback.ServeHTTP(w, r)
 		return
 	}
