@@ -26,12 +26,13 @@ fi
 # the scenario tests, nftables and iproute2 for the namespace tests,
 # containerd, runc, the CNI plugins and busybox for real CRI pods, dockerd
 # for real Docker containers, setpriv for the privilege tests, strace and
-# systemd-analyze for the systemd unit's sandbox test.
+# systemd-analyze for the systemd unit's sandbox test, podman to build the
+# image.
 need_pkgs=()
 for pair in promtool:prometheus ss:iproute2 nft:nftables nginx:nginx php-fpm:php-fpm curl:curl \
 	containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
 	dockerd:docker.io /bin/busybox:busybox-static setpriv:util-linux \
-	strace:strace systemd-analyze:systemd; do
+	strace:strace systemd-analyze:systemd podman:podman; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	if [[ $cmd == /* ]]; then
 		[ -e "$cmd" ] || need_pkgs+=("$pkg")
