@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GOLANGCI_LINT_VERSION=v2.15.0
+HELM_VERSION=v3.22.0
 # A count, not a duration: Go 1.26's fuzz coordinator can report a bare
 # "context deadline exceeded" failure when a -fuzztime duration ends while
 # a worker is mid-call (golang/go#75804, fixed in Go 1.27). A count has no
@@ -61,6 +62,13 @@ if ! "$GOBIN/golangci-lint" --version 2>/dev/null | grep -q "version ${GOLANGCI_
 	log "installing golangci-lint $GOLANGCI_LINT_VERSION"
 	go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
 fi
+# helm for the chart's tests (about 2.5 min to build). A go-installed helm
+# says only "v3.22", so its module version is read from the binary.
+if ! go version -m "$GOBIN/helm" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+helm.sh/helm/v3[[:space:]]+${HELM_VERSION}([[:space:]]|$)"; then
+	log "installing helm $HELM_VERSION"
+	go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+export PATH="$GOBIN:$PATH"
 
 log "gofmt"
 unformatted=$(gofmt -l .)
@@ -74,6 +82,13 @@ go vet ./...
 
 log "golangci-lint"
 "$GOBIN/golangci-lint" run ./...
+
+# A real kube-apiserver (built from k8s.io/kubernetes through a wrapper
+# module: 9-20 min the first time, kept in bin/kube after) and Debian's
+# etcd, for the tests that apply the rendered manifests.
+log "kube-apiserver and etcd for the manifest tests"
+bash test/kube/build.sh bin/kube
+export LISTENQ_KUBE_APISERVER=$PWD/bin/kube/kube-apiserver
 
 log "go test -race"
 go test -race -count=1 ./...
