@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -150,113 +147,34 @@ func dialUnix(path string) error {
 
 // holder is one running holder process, seen from the benchmark.
 type holder struct {
-	index  int
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stderr *benchutil.TailBuffer
-	ino    uint64 // its network namespace's inode: the netns label
-	done   chan struct{}
+	*benchutil.Holder
+	index int
+	ino   uint64 // its network namespace's inode: the netns label
 }
 
 // startHolders starts n holders, a few at a time, and waits until each is
 // ready. On error the ones started are stopped.
 func startHolders(ctx context.Context, self string, base holdConfig, n int) ([]*holder, error) {
-	hs := make([]*holder, n)
-	errs := make([]error, n)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(8, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				hc := base
-				hc.index = i
-				hs[i], errs[i] = startHolder(ctx, self, hc)
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		stopHolders(hs)
-		return nil, err
-	}
-	return hs, nil
+	return benchutil.StartHolders(n, 8, func(i int) (*holder, error) {
+		hc := base
+		hc.index = i
+		return startHolder(ctx, self, hc)
+	})
 }
 
+// startHolder starts one holder in a network namespace of its own; its
+// ready line carries that namespace's inode.
 func startHolder(ctx context.Context, self string, hc holdConfig) (*holder, error) {
-	cmd := exec.Command(self, hc.args()...)
-	// A new network namespace; killed if this process dies (and with it
-	// the PID namespace, whose init this process is).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	// One P keeps the idle holder at a few threads.
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	h := &holder{index: hc.index, cmd: cmd, stderr: benchutil.NewTailBuffer(4 << 10), done: make(chan struct{})}
-	cmd.Stderr = h.stderr
-	var err error
-	if h.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
+	bh, err := benchutil.StartHolder(ctx, exec.Command(self, hc.args()...), syscall.CLONE_NEWNET, 15*time.Second)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("holder %d: %w", hc.index, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(out).ReadString('\n')
-		line <- l
-		// Nothing more is written; read to EOF (the holder's exit), then
-		// reap it: Wait must follow the last read of the pipe.
-		_, _ = io.Copy(io.Discard, out)
-		_ = cmd.Wait()
-		close(h.done)
-	}()
-	var l string
-	select {
-	case l = <-line:
-	case <-time.After(15 * time.Second):
-	case <-ctx.Done():
-	}
-	f := strings.Fields(l)
-	if len(f) != 2 || f[0] != "ready" {
-		h.stop()
-		return nil, fmt.Errorf("holder %d not ready: %q %s", hc.index, l, h.stderr.String())
-	}
-	if h.ino, err = strconv.ParseUint(f[1], 10, 64); err != nil {
-		h.stop()
+	h := &holder{Holder: bh, index: hc.index}
+	if h.ino, err = strconv.ParseUint(bh.Ready, 10, 64); err != nil {
+		h.Stop()
 		return nil, fmt.Errorf("holder %d: %w", hc.index, err)
 	}
 	return h, nil
 }
 
-func (h *holder) pid() int { return h.cmd.Process.Pid }
-
-// stop closes the holder's stdin, which ends it; KILL after two seconds.
-func (h *holder) stop() {
-	_ = h.stdin.Close()
-	select {
-	case <-h.done:
-	case <-time.After(2 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-h.done
-	}
-}
-
-func stopHolders(hs []*holder) {
-	var wg sync.WaitGroup
-	for _, h := range hs {
-		if h == nil {
-			continue
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); h.stop() }()
-	}
-	wg.Wait()
-}
+func stopHolders(hs []*holder) { benchutil.StopHolders(hs) }

@@ -233,7 +233,7 @@ func run(ctx context.Context, c config) error {
 	defer stopHolders(holders)
 	rep.setup = time.Since(t0)
 	for _, h := range holders {
-		if kib, err := pss(h.pid()); err == nil {
+		if kib, err := pss(h.PID()); err == nil {
 			rep.holderPSSKiB += kib
 		}
 	}
@@ -245,7 +245,7 @@ func run(ctx context.Context, c config) error {
 	pids := make([]string, len(holders))
 	for i, h := range holders {
 		x.netns[strconv.FormatUint(h.ino, 10)] = h.index
-		pids[i] = strconv.Itoa(h.pid())
+		pids[i] = strconv.Itoa(h.PID())
 	}
 	if len(x.netns) != c.namespaces {
 		return fmt.Errorf("%d holders but %d distinct network namespaces", c.namespaces, len(x.netns))

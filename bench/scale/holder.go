@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,9 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -168,96 +164,20 @@ func dialUnix(name string) error {
 
 // holder is one running holder process, seen from the benchmark.
 type holder struct {
-	index  int
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stderr *benchutil.TailBuffer
-	done   chan struct{}
+	*benchutil.Holder
+	index int
 }
 
 // startHolders starts the holders at once and waits until each is ready.
 // On error the ones started are stopped.
 func startHolders(ctx context.Context, self string, hcs []holdConfig) ([]*holder, error) {
-	hs := make([]*holder, len(hcs))
-	errs := make([]error, len(hcs))
-	var wg sync.WaitGroup
-	for i, hc := range hcs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hs[i], errs[i] = startHolder(ctx, self, hc)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		stopHolders(hs)
-		return nil, err
-	}
-	return hs, nil
-}
-
-func startHolder(ctx context.Context, self string, hc holdConfig) (*holder, error) {
-	cmd := exec.Command(self, hc.args()...)
-	// Killed if this process dies (and with it the PID namespace, whose
-	// init this process is).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// One P keeps the idle holder at a few threads.
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	h := &holder{index: hc.index, cmd: cmd, stderr: benchutil.NewTailBuffer(4 << 10), done: make(chan struct{})}
-	cmd.Stderr = h.stderr
-	var err error
-	if h.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(out).ReadString('\n')
-		line <- l
-		// Nothing more is written; read to EOF (the holder's exit), then
-		// reap it: Wait must follow the last read of the pipe.
-		_, _ = io.Copy(io.Discard, out)
-		_ = cmd.Wait()
-		close(h.done)
-	}()
-	var l string
-	select {
-	case l = <-line:
-	case <-time.After(60 * time.Second):
-	case <-ctx.Done():
-	}
-	if strings.TrimSpace(l) != "ready" {
-		h.stop()
-		return nil, fmt.Errorf("holder %d not ready: %q %s", hc.index, l, h.stderr.String())
-	}
-	return h, nil
-}
-
-// stop closes the holder's stdin, which ends it; KILL after two seconds.
-func (h *holder) stop() {
-	_ = h.stdin.Close()
-	select {
-	case <-h.done:
-	case <-time.After(2 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-h.done
-	}
-}
-
-func stopHolders(hs []*holder) {
-	var wg sync.WaitGroup
-	for _, h := range hs {
-		if h == nil {
-			continue
+	return benchutil.StartHolders(len(hcs), len(hcs), func(i int) (*holder, error) {
+		bh, err := benchutil.StartHolder(ctx, exec.Command(self, hcs[i].args()...), 0, 60*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("holder %d: %w", hcs[i].index, err)
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); h.stop() }()
-	}
-	wg.Wait()
+		return &holder{Holder: bh, index: hcs[i].index}, nil
+	})
 }
+
+func stopHolders(hs []*holder) { benchutil.StopHolders(hs) }
