@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v2"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/listenq/listenq_exporter/internal/testbin"
 	"github.com/listenq/listenq_exporter/internal/testpods"
 )
 
@@ -87,9 +86,9 @@ func TestDaemonSetPod(t *testing.T) {
 		ex := runExporterPod(t, c, spec, "listenq-exporter-d3e4f")
 		// It says so at start, then serves its own namespace only.
 		const why = "cannot enter other network namespaces"
-		ex.waitScrape(t, 30*time.Second, "the exporter to log "+why, func(s *scrape) bool {
+		ex.waitScrape(t, 30*time.Second, "the exporter to log "+why, func(s *testbin.Scrape) bool {
 			return strings.Contains(ex.pod.ContainerLog(ex.name), why) &&
-				len(s.find("listenq_runtime_up", map[string]string{"runtime": "containerd"})) == 1
+				len(s.Find("listenq_runtime_up", map[string]string{"runtime": "containerd"})) == 1
 		})
 		// Past a namespace refresh (every 10 s by default; the manifest
 		// keeps the default), nothing of the pods shows.
@@ -98,10 +97,10 @@ func TestDaemonSetPod(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for name, ss := range parse(t, body).series {
+		for name, ss := range testbin.ParseScrape(t, body).Series {
 			for _, x := range ss {
-				if x.labels["pod"] == "web-1" || x.labels["netns"] == filepath.Base(web.NetnsPath) {
-					t.Errorf("without SYS_ADMIN the exporter still reads web-1's namespace: %s%v", name, x.labels)
+				if x.Labels["pod"] == "web-1" || x.Labels["netns"] == filepath.Base(web.NetnsPath) {
+					t.Errorf("without SYS_ADMIN the exporter still reads web-1's namespace: %s%v", name, x.Labels)
 				}
 			}
 		}
@@ -121,22 +120,22 @@ func TestDaemonSetPod(t *testing.T) {
 			t.Fatalf("the DaemonSet does not mount the containerd socket: the exporter cannot name pods")
 		}
 		ex := runExporterPod(t, c, spec, "listenq-exporter-g5h6i")
-		var got *scrape
+		var got *testbin.Scrape
 		want := map[string]string{"netns": filepath.Base(web.NetnsPath), "proto": "unix", "listener": webApp.Unix}
-		ex.waitScrape(t, 60*time.Second, "web-1's listener", func(s *scrape) bool {
+		ex.waitScrape(t, 60*time.Second, "web-1's listener", func(s *testbin.Scrape) bool {
 			got = s
-			return len(s.find("listenq_queue_limit", want)) == 1
+			return len(s.Find("listenq_queue_limit", want)) == 1
 		})
-		for _, l := range got.find("listenq_queue_limit", want) {
-			if l.labels["namespace"] != "" || l.labels["pod"] != "" || l.labels["container"] != "" {
-				t.Errorf("without the CRI socket the exporter still names web-1's listener: %v", l.labels)
+		for _, l := range got.Find("listenq_queue_limit", want) {
+			if l.Labels["namespace"] != "" || l.Labels["pod"] != "" || l.Labels["container"] != "" {
+				t.Errorf("without the CRI socket the exporter still names web-1's listener: %v", l.Labels)
 			}
 		}
 		// Unnamed because there is no runtime to ask, not because naming
 		// a new pod takes a while.
-		for _, up := range got.find("listenq_runtime_up", nil) {
-			if up.value == 1 {
-				t.Errorf("without the CRI socket a runtime still answers: listenq_runtime_up%v", up.labels)
+		for _, up := range got.Find("listenq_runtime_up", nil) {
+			if up.Value == 1 {
+				t.Errorf("without the CRI socket a runtime still answers: listenq_runtime_up%v", up.Labels)
 			}
 		}
 	})
@@ -154,11 +153,11 @@ func checkNamed(t *testing.T, c *testpods.Containerd, ds *daemonSet, podName str
 	api := c.RunPod(t, "team-b", "api-1", testpods.Container{Name: "server", Command: apiApp.Command()})
 	defer api.Remove(t)
 
-	var got *scrape
-	ex.waitScrape(t, 90*time.Second, "both pods' listeners named", func(s *scrape) bool {
+	var got *testbin.Scrape
+	ex.waitScrape(t, 90*time.Second, "both pods' listeners named", func(s *testbin.Scrape) bool {
 		got = s
-		return len(s.find("listenq_queue_limit", map[string]string{"pod": "web-1", "container": "app", "proto": "unix"})) == 1 &&
-			len(s.find("listenq_queue_limit", map[string]string{"pod": "api-1", "container": "server", "proto": "unix"})) == 1
+		return len(s.Find("listenq_queue_limit", map[string]string{"pod": "web-1", "container": "app", "proto": "unix"})) == 1 &&
+			len(s.Find("listenq_queue_limit", map[string]string{"pod": "api-1", "container": "server", "proto": "unix"})) == 1
 	})
 	for _, p := range []struct {
 		pod       *testpods.Pod
@@ -169,21 +168,21 @@ func checkNamed(t *testing.T, c *testpods.Containerd, ds *daemonSet, podName str
 		ss := testpods.NsenterSS(t, p.pod.NetnsPath, "-ltnx")
 		for _, l := range []struct{ proto, addr string }{{"tcp", p.app.TCP}, {"unix", p.app.Unix}} {
 			recvQ, sendQ := testpods.ListenQueue(t, ss, l.addr)
-			want := with(ids, map[string]string{"container": p.container, "proto": l.proto, "listener": l.addr})
-			if v := got.one(t, "listenq_queue_length", want); v != float64(recvQ) || recvQ == 0 {
+			want := testbin.Labels(ids, map[string]string{"container": p.container, "proto": l.proto, "listener": l.addr})
+			if v := got.One(t, "listenq_queue_length", want).Value; v != float64(recvQ) || recvQ == 0 {
 				t.Errorf("%s/%s %s: length %v, ss Recv-Q %d (want equal, non-zero)", p.pod.Namespace, p.pod.Name, l.addr, v, recvQ)
 			}
-			if v := got.one(t, "listenq_queue_limit", want); v != float64(sendQ) {
+			if v := got.One(t, "listenq_queue_limit", want).Value; v != float64(sendQ) {
 				t.Errorf("%s/%s %s: limit %v, ss Send-Q %d", p.pod.Namespace, p.pod.Name, l.addr, v, sendQ)
 			}
 		}
-		got.one(t, "listenq_netns_info", with(ids, map[string]string{"pod_uid": p.pod.UID, "runtime": "containerd"}))
+		got.One(t, "listenq_netns_info", testbin.Labels(ids, map[string]string{"pod_uid": p.pod.UID, "runtime": "containerd"}))
 	}
-	if v := got.one(t, "listenq_runtime_up", map[string]string{"runtime": "containerd"}); v != 1 {
+	if v := got.One(t, "listenq_runtime_up", map[string]string{"runtime": "containerd"}).Value; v != 1 {
 		t.Errorf("listenq_runtime_up = %v, want 1", v)
 	}
 	// The image's binary is the one built for it.
-	got.one(t, "listenq_exporter_build_info", map[string]string{"version": testVersion, "revision": testRevision})
+	got.One(t, "listenq_exporter_build_info", map[string]string{"version": testVersion, "revision": testRevision})
 	ex.checkProcess(t)
 }
 
@@ -464,7 +463,7 @@ func runExporterPod(t *testing.T, c *testpods.Containerd, ds *daemonSet, podName
 		url: "http://" + net.JoinHostPort("127.0.0.1", listenPort(t, ctr.Args)) + "/metrics"}
 	// Removed before the next subtest runs its own on the same port.
 	t.Cleanup(func() { pod.Remove(t) })
-	ex.waitScrape(t, 30*time.Second, "the exporter to serve", func(*scrape) bool { return true })
+	ex.waitScrape(t, 30*time.Second, "the exporter to serve", func(*testbin.Scrape) bool { return true })
 	return ex
 }
 
@@ -521,13 +520,13 @@ func milliCPU(t *testing.T, s string) int64 {
 // waitScrape scrapes the exporter until ok says the scrape is complete,
 // for at most timeout; it fails the test, with the exporter's log, if the
 // exporter exits or the time runs out.
-func (ex *exporterPod) waitScrape(t *testing.T, timeout time.Duration, what string, ok func(*scrape) bool) {
+func (ex *exporterPod) waitScrape(t *testing.T, timeout time.Duration, what string, ok func(*testbin.Scrape) bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		body, err := getIn(ex.netns, ex.url)
 		if err == nil {
-			if ok(parse(t, body)) {
+			if ok(testbin.ParseScrape(t, body)) {
 				return
 			}
 		}
@@ -673,70 +672,4 @@ func dialIn(ctx context.Context, netnsPath, network, addr string) (net.Conn, err
 	}
 	runtime.UnlockOSThread()
 	return conn, dialErr
-}
-
-type series struct {
-	labels map[string]string
-	value  float64
-}
-
-type scrape struct{ series map[string][]series }
-
-func parse(t *testing.T, body string) *scrape {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse scrape: %v", err)
-	}
-	s := &scrape{series: map[string][]series{}}
-	for name, mf := range fams {
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			v := m.GetUntyped().GetValue()
-			if m.GetGauge() != nil {
-				v = m.GetGauge().GetValue()
-			} else if m.GetCounter() != nil {
-				v = m.GetCounter().GetValue()
-			}
-			s.series[name] = append(s.series[name], series{l, v})
-		}
-	}
-	return s
-}
-
-func (s *scrape) find(name string, want map[string]string) []series {
-	var out []series
-next:
-	for _, x := range s.series[name] {
-		for k, v := range want {
-			if x.labels[k] != v {
-				continue next
-			}
-		}
-		out = append(out, x)
-	}
-	return out
-}
-
-func (s *scrape) one(t *testing.T, name string, want map[string]string) float64 {
-	t.Helper()
-	found := s.find(name, want)
-	if len(found) != 1 {
-		t.Fatalf("%s%v: want one series, got %d: %v", name, want, len(found), found)
-	}
-	return found[0].value
-}
-
-func with(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		for k, v := range m {
-			out[k] = v
-		}
-	}
-	return out
 }

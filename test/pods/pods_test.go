@@ -12,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/listenq/listenq_exporter/internal/testbin"
 	"github.com/listenq/listenq_exporter/internal/testpods"
 )
@@ -38,11 +34,11 @@ func TestCRIPodsNamed(t *testing.T) {
 	testpods.StartNsenterProcess(t, web.NetnsPath, append([]string{testpods.AppBinary(t)}, tool.Args()...)...)
 
 	url := startExporter(t, "--runtime.endpoint=unix://"+c.Socket)
-	var got *scrape
-	waitScrape(t, url, func(s *scrape) bool {
+	var got *testbin.Scrape
+	waitScrape(t, url, func(s *testbin.Scrape) bool {
 		got = s
-		return len(s.find("listenq_queue_limit", map[string]string{"pod": "web-1", "listener": "127.0.0.1:9090"})) == 1 &&
-			len(s.find("listenq_queue_limit", map[string]string{"pod": "api-1", "proto": "unix"})) == 1
+		return len(s.Find("listenq_queue_limit", map[string]string{"pod": "web-1", "listener": "127.0.0.1:9090"})) == 1 &&
+			len(s.Find("listenq_queue_limit", map[string]string{"pod": "api-1", "proto": "unix"})) == 1
 	})
 
 	for _, p := range []struct {
@@ -54,39 +50,39 @@ func TestCRIPodsNamed(t *testing.T) {
 		ss := testpods.NsenterSS(t, p.pod.NetnsPath, "-ltnx")
 		for _, l := range []struct{ proto, addr string }{{"tcp", p.app.TCP}, {"unix", p.app.Unix}} {
 			recvQ, sendQ := testpods.ListenQueue(t, ss, l.addr)
-			want := with(ids, map[string]string{"container": p.container, "proto": l.proto, "listener": l.addr})
-			if v := got.one(t, "listenq_queue_length", want); v != float64(recvQ) || recvQ == 0 {
+			want := testbin.Labels(ids, map[string]string{"container": p.container, "proto": l.proto, "listener": l.addr})
+			if v := got.One(t, "listenq_queue_length", want).Value; v != float64(recvQ) || recvQ == 0 {
 				t.Errorf("%s/%s %s: length %v, ss Recv-Q %d (want equal, non-zero)", p.pod.Namespace, p.pod.Name, l.addr, v, recvQ)
 			}
-			if v := got.one(t, "listenq_queue_limit", want); v != float64(sendQ) {
+			if v := got.One(t, "listenq_queue_limit", want).Value; v != float64(sendQ) {
 				t.Errorf("%s/%s %s: limit %v, ss Send-Q %d", p.pod.Namespace, p.pod.Name, l.addr, v, sendQ)
 			}
 		}
 		somaxconn := strings.TrimSpace(testpods.Nsenter(t, p.pod.NetnsPath, "cat", "/proc/sys/net/core/somaxconn"))
-		if v := got.one(t, "listenq_somaxconn", ids); strconv.FormatFloat(v, 'f', -1, 64) != somaxconn {
+		if v := got.One(t, "listenq_somaxconn", ids).Value; strconv.FormatFloat(v, 'f', -1, 64) != somaxconn {
 			t.Errorf("%s: somaxconn %v, inside the pod %s", p.pod.Name, v, somaxconn)
 		}
-		got.one(t, "listenq_netns_info", with(ids, map[string]string{"pod_uid": p.pod.UID, "runtime": "containerd"}))
+		got.One(t, "listenq_netns_info", testbin.Labels(ids, map[string]string{"pod_uid": p.pod.UID, "runtime": "containerd"}))
 	}
 	// The debugging tool's listener is in web-1's namespace, in no container.
-	got.one(t, "listenq_queue_limit", map[string]string{"namespace": "team-a", "pod": "web-1", "container": "", "listener": "127.0.0.1:9090"})
-	if v := got.one(t, "listenq_runtime_up", map[string]string{"runtime": "containerd"}); v != 1 {
+	got.One(t, "listenq_queue_limit", map[string]string{"namespace": "team-a", "pod": "web-1", "container": "", "listener": "127.0.0.1:9090"})
+	if v := got.One(t, "listenq_runtime_up", map[string]string{"runtime": "containerd"}).Value; v != 1 {
 		t.Errorf("runtime_up = %v, want 1", v)
 	}
 
 	api.Remove(t)
-	waitScrape(t, url, func(s *scrape) bool {
+	waitScrape(t, url, func(s *testbin.Scrape) bool {
 		got = s
-		return len(s.find("listenq_netns_info", map[string]string{"pod": "api-1"})) == 0
+		return len(s.Find("listenq_netns_info", map[string]string{"pod": "api-1"})) == 0
 	})
-	for name, series := range got.series {
+	for name, series := range got.Series {
 		for _, l := range series {
-			if l.labels["pod"] == "api-1" {
-				t.Errorf("%s%v still exported after the pod was removed", name, l.labels)
+			if l.Labels["pod"] == "api-1" {
+				t.Errorf("%s%v still exported after the pod was removed", name, l.Labels)
 			}
 		}
 	}
-	got.one(t, "listenq_queue_limit", map[string]string{"pod": "web-1", "container": "app", "proto": "tcp"})
+	got.One(t, "listenq_queue_limit", map[string]string{"pod": "web-1", "container": "app", "proto": "tcp"})
 }
 
 // TestDockerContainerNamed: a container started by a real dockerd, with a
@@ -97,22 +93,22 @@ func TestDockerContainerNamed(t *testing.T) {
 	app := testpods.App{TCP: "127.0.0.1:8080", TCPBacklog: 3, Unix: "/tmp/app.sock", UnixBacklog: 2}
 	ctr := d.Run(t, "lq-demo", app.Command()...)
 	url := startExporter(t, "--runtime.endpoint=docker://"+d.Socket)
-	var got *scrape
-	waitScrape(t, url, func(s *scrape) bool {
+	var got *testbin.Scrape
+	waitScrape(t, url, func(s *testbin.Scrape) bool {
 		got = s
-		return len(s.find("listenq_queue_limit", map[string]string{"container": "lq-demo", "proto": "unix"})) == 1
+		return len(s.Find("listenq_queue_limit", map[string]string{"container": "lq-demo", "proto": "unix"})) == 1
 	})
 	ss := testpods.NsenterSS(t, ctr.NetnsPath, "-ltnx")
 	recvQ, sendQ := testpods.ListenQueue(t, ss, app.TCP)
 	want := map[string]string{"container": "lq-demo", "namespace": "", "pod": "", "listener": app.TCP}
-	if v := got.one(t, "listenq_queue_length", want); v != float64(recvQ) || recvQ != app.TCPBacklog+1 {
+	if v := got.One(t, "listenq_queue_length", want).Value; v != float64(recvQ) || recvQ != app.TCPBacklog+1 {
 		t.Errorf("length %v, ss Recv-Q %d, want both %d", v, recvQ, app.TCPBacklog+1)
 	}
-	if v := got.one(t, "listenq_queue_limit", want); v != float64(sendQ) {
+	if v := got.One(t, "listenq_queue_limit", want).Value; v != float64(sendQ) {
 		t.Errorf("limit %v, ss Send-Q %d", v, sendQ)
 	}
-	netnsID := got.one1(t, "listenq_queue_limit", want).labels["netns"]
-	got.one(t, "listenq_netns_info", map[string]string{"netns": netnsID, "runtime": "docker", "pod": ""})
+	netnsID := got.One(t, "listenq_queue_limit", want).Labels["netns"]
+	got.One(t, "listenq_netns_info", map[string]string{"netns": netnsID, "runtime": "docker", "pod": ""})
 }
 
 func startExporter(t *testing.T, args ...string) string {
@@ -136,80 +132,15 @@ func netnsName(path string) string {
 	return path[strings.LastIndex(path, "/")+1:]
 }
 
-type series struct {
-	labels map[string]string
-	value  float64
-}
-
-type scrape struct{ series map[string][]series }
-
-func parse(t *testing.T, body string) *scrape {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse scrape: %v", err)
-	}
-	s := &scrape{series: map[string][]series{}}
-	for name, mf := range fams {
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			s.series[name] = append(s.series[name], series{l, value(m)})
-		}
-	}
-	return s
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.GetGauge() != nil:
-		return m.GetGauge().GetValue()
-	case m.GetCounter() != nil:
-		return m.GetCounter().GetValue()
-	}
-	return m.GetUntyped().GetValue()
-}
-
-func (s *scrape) find(name string, want map[string]string) []series {
-	var out []series
-next:
-	for _, x := range s.series[name] {
-		for k, v := range want {
-			if x.labels[k] != v {
-				continue next
-			}
-		}
-		out = append(out, x)
-	}
-	return out
-}
-
-func (s *scrape) one1(t *testing.T, name string, want map[string]string) series {
-	t.Helper()
-	found := s.find(name, want)
-	if len(found) != 1 {
-		t.Fatalf("%s%v: want one series, got %d: %v", name, want, len(found), found)
-	}
-	return found[0]
-}
-
-func (s *scrape) one(t *testing.T, name string, want map[string]string) float64 {
-	t.Helper()
-	return s.one1(t, name, want).value
-}
-
 // waitScrape scrapes url until ok says the scrape is complete, for at most
 // 45 s: a new pod waits up to 30 s for the runtime to name it, and
 // discovery runs every second.
-func waitScrape(t *testing.T, url string, ok func(*scrape) bool) {
+func waitScrape(t *testing.T, url string, ok func(*testbin.Scrape) bool) {
 	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		body, err := testbin.Get(http.DefaultClient, url)
-		if err == nil && ok(parse(t, body)) {
+		if err == nil && ok(testbin.ParseScrape(t, body)) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -217,14 +148,4 @@ func waitScrape(t *testing.T, url string, ok func(*scrape) bool) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func with(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		for k, v := range m {
-			out[k] = v
-		}
-	}
-	return out
 }
