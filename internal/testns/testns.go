@@ -41,17 +41,24 @@ func Main(m interface{ Run() int }) int {
 	if os.Geteuid() != 0 {
 		return m.Run()
 	}
+	return Rerun(envInside, syscall.CLONE_NEWNET, "a private network namespace")
+}
+
+// Rerun runs the test binary again, with env set to 1 and in new
+// namespaces (cloneflags; killed if this process dies), and returns its
+// exit code; where names the namespaces for an error.
+func Rerun(env string, cloneflags uintptr, where string) int {
 	cmd := exec.Command(os.Args[0], os.Args[1:]...)
-	cmd.Env = append(os.Environ(), envInside+"=1")
+	cmd.Env = append(os.Environ(), env+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags, Pdeathsig: syscall.SIGKILL}
 	err := cmd.Run()
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
 		return exit.ExitCode()
 	case err != nil:
-		fmt.Fprintln(os.Stderr, "testns: re-run tests in a private network namespace:", err)
+		fmt.Fprintf(os.Stderr, "re-run the tests in %s: %v\n", where, err)
 		return 1
 	}
 	return 0

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/listenq/listenq_exporter/internal/testbin"
+	"github.com/listenq/listenq_exporter/internal/testns"
 	"github.com/listenq/listenq_exporter/internal/testpods"
 )
 
@@ -81,20 +82,7 @@ func mountnsMain(m interface{ Run() int }) int {
 	if os.Geteuid() != 0 {
 		return m.Run() // the tests skip, or fail when CI=true
 	}
-	cmd := exec.Command(os.Args[0], os.Args[1:]...)
-	cmd.Env = append(os.Environ(), envMountns+"=1")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		return exit.ExitCode()
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "image tests: re-run the tests in a private mount namespace:", err)
-		return 1
-	}
-	return 0
+	return testns.Rerun(envMountns, syscall.CLONE_NEWNS, "a private mount namespace")
 }
 
 // mountnsInside reports whether the tests run in mountnsMain's namespace.
