@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -131,10 +132,12 @@ func tcpQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error)
 }
 
 func tcpListener(s sockdiag.InetSocket, ifname string) Listener {
+	addr := FormatInetAddress(s.Local, ifname)
 	return Listener{
-		Proto:    "tcp",
-		Address:  FormatInetAddress(s.Local, ifname),
-		Port:     strconv.Itoa(int(s.Local.Port())),
+		Proto:   "tcp",
+		Address: addr,
+		// The port is the address's tail: no string of its own.
+		Port:     addr[strings.LastIndexByte(addr, ':')+1:],
 		Local:    s.Local,
 		Inode:    uint64(s.Inode),
 		Length:   s.RQueue,
@@ -145,14 +148,26 @@ func tcpListener(s sockdiag.InetSocket, ifname string) Listener {
 }
 
 // FormatInetAddress prints a local address the way ss does: 0.0.0.0:80,
-// [::]:443, and 127.0.0.1%lo:8080 for a socket bound to a device.
+// [::]:443, and 127.0.0.1%lo:8080 for a socket bound to a device. It makes
+// one string: every listener's address is printed on every scrape.
 func FormatInetAddress(ap netip.AddrPort, ifname string) string {
-	host := ap.Addr().String()
+	if !ap.Addr().IsValid() {
+		return ap.Addr().String() + ":" + strconv.Itoa(int(ap.Port()))
+	}
+	var buf [64]byte
+	b := buf[:0]
 	if ap.Addr().Is6() {
-		host = "[" + host + "]"
+		b = append(b, '[')
+		b = ap.Addr().AppendTo(b)
+		b = append(b, ']')
+	} else {
+		b = ap.Addr().AppendTo(b)
 	}
 	if ifname != "" {
-		host += "%" + ifname
+		b = append(b, '%')
+		b = append(b, ifname...)
 	}
-	return host + ":" + strconv.Itoa(int(ap.Port()))
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(ap.Port()), 10)
+	return string(b)
 }
