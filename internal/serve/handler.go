@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +42,17 @@ type Handler struct {
 	negotiate http.Handler
 	inFlight  chan struct{}
 	opts      Options
+
+	// negotiations remembers promhttp's headers by the request headers
+	// they depend on: scrapers send the same ones every time, and asking
+	// promhttp builds a gzip writer when the scraper accepts gzip.
+	mu           sync.Mutex
+	negotiations map[[2]string]http.Header
 }
+
+// maxNegotiations bounds the remembered negotiations: beyond it, clients
+// sending ever new headers are answered without memory.
+const maxNegotiations = 64
 
 // New returns a Handler. fallback must serve the same data as source,
 // through promhttp, without a request limit of its own.
@@ -85,7 +98,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for k, vs := range headers {
-		w.Header()[k] = vs
+		w.Header()[k] = slices.Clone(vs)
 	}
 	out := io.Writer(w)
 	if encoding == "gzip" {
@@ -135,10 +148,24 @@ func putGzip(gz *gzip.Writer) {
 	}
 }
 
-// negotiated returns the headers promhttp sets for r.
+// negotiated returns the headers promhttp sets for r, which depend on its
+// Accept and Accept-Encoding headers only. The caller must not change them.
 func (h *Handler) negotiated(r *http.Request) http.Header {
+	key := [2]string{strings.Join(r.Header.Values("Accept"), ","), strings.Join(r.Header.Values("Accept-Encoding"), ",")}
+	h.mu.Lock()
+	hdr, ok := h.negotiations[key]
+	h.mu.Unlock()
+	if ok {
+		return hdr
+	}
 	rec := headerRecorder{header: http.Header{}}
 	h.negotiate.ServeHTTP(&rec, r)
+	h.mu.Lock()
+	if h.negotiations == nil || len(h.negotiations) >= maxNegotiations {
+		h.negotiations = map[[2]string]http.Header{}
+	}
+	h.negotiations[key] = rec.header
+	h.mu.Unlock()
 	return rec.header
 }
 

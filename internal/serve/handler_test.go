@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -178,4 +179,20 @@ func plain(t *testing.T, rec *httptest.ResponseRecorder) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestNegotiationsBounded: clients sending ever new headers do not grow
+// the remembered negotiations without bound, and are still answered right.
+func TestNegotiationsBounded(t *testing.T) {
+	fams := testFamilies()
+	h := New(func() (Snapshot, error) { return fams, nil }, http.NotFoundHandler(), Options{})
+	for i := range 200 {
+		rec := serveOnce(h, "/metrics", map[string]string{"Accept": "text/plain;q=0." + strconv.Itoa(i%9+1) + ";x=" + strconv.Itoa(i)})
+		if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain") {
+			t.Fatalf("request %d: %d %q", i, rec.Code, rec.Header().Get("Content-Type"))
+		}
+	}
+	if n := len(h.negotiations); n > maxNegotiations {
+		t.Errorf("%d negotiations remembered, over %d", n, maxNegotiations)
+	}
 }
