@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -53,6 +52,10 @@ type Handler struct {
 // maxNegotiations bounds the remembered negotiations: beyond it, clients
 // sending ever new headers are answered without memory.
 const maxNegotiations = 64
+
+// maxNegotiationKey bounds the header bytes of a remembered negotiation;
+// real scrapers send a few hundred.
+const maxNegotiationKey = 1024
 
 // New returns a Handler. fallback must serve the same data as source,
 // through promhttp, without a request limit of its own.
@@ -149,23 +152,32 @@ func putGzip(gz *gzip.Writer) {
 }
 
 // negotiated returns the headers promhttp sets for r, which depend on its
-// Accept and Accept-Encoding headers only. The caller must not change them.
+// Accept and Accept-Encoding headers only (see negotiationKey). The caller must not change them.
 func (h *Handler) negotiated(r *http.Request) http.Header {
-	key := [2]string{strings.Join(r.Header.Values("Accept"), ","), strings.Join(r.Header.Values("Accept-Encoding"), ",")}
+	accept, encoding := negotiationKey(r)
+	key := [2]string{accept, encoding}
+	if len(accept)+len(encoding) > maxNegotiationKey {
+		return h.negotiateNow(r) // not worth remembering
+	}
 	h.mu.Lock()
 	hdr, ok := h.negotiations[key]
 	h.mu.Unlock()
 	if ok {
 		return hdr
 	}
-	rec := headerRecorder{header: http.Header{}}
-	h.negotiate.ServeHTTP(&rec, r)
+	hdr = h.negotiateNow(r)
 	h.mu.Lock()
 	if h.negotiations == nil || len(h.negotiations) >= maxNegotiations {
 		h.negotiations = map[[2]string]http.Header{}
 	}
-	h.negotiations[key] = rec.header
+	h.negotiations[key] = hdr
 	h.mu.Unlock()
+	return hdr
+}
+
+func (h *Handler) negotiateNow(r *http.Request) http.Header {
+	rec := headerRecorder{header: http.Header{}}
+	h.negotiate.ServeHTTP(&rec, r)
 	return rec.header
 }
 

@@ -196,3 +196,29 @@ func TestNegotiationsBounded(t *testing.T) {
 		t.Errorf("%d negotiations remembered, over %d", n, maxNegotiations)
 	}
 }
+
+// TestSplitAcceptHeaders: promhttp reads only the first Accept line, so a
+// request sending two lines must not share a remembered negotiation (or a
+// flight) with one sending the same values on one line.
+func TestSplitAcceptHeaders(t *testing.T) {
+	fams := testFamilies()
+	ref := promhttp.HandlerFor(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return fams, nil }),
+		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	h := Shared(New(func() (Snapshot, error) { return fams, nil }, ref, Options{}))
+	const text, proto = "text/plain;version=0.0.4;q=0.5", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+	for _, lines := range [][]string{{text, proto}, {text + "," + proto}, {proto, text}} {
+		req := func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			for _, l := range lines {
+				r.Header.Add("Accept", l)
+			}
+			return r
+		}
+		got, want := httptest.NewRecorder(), httptest.NewRecorder()
+		h.ServeHTTP(got, req())
+		ref.ServeHTTP(want, req())
+		if g, w := got.Header().Get("Content-Type"), want.Header().Get("Content-Type"); g != w || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+			t.Errorf("Accept %q: Content-Type %q, promhttp %q (bodies equal: %v)", lines, g, w, bytes.Equal(got.Body.Bytes(), want.Body.Bytes()))
+		}
+	}
+}

@@ -26,26 +26,31 @@ type flightKey struct {
 // flight is one call of next and its recorded response.
 type flight struct {
 	done   chan struct{}
+	joined int // requests waiting for it; under shared.mu
 	status int // 0 if next panicked
 	header http.Header
 	body   [][]byte
 }
 
 func keyOf(r *http.Request) flightKey {
-	return flightKey{
-		method:   r.Method,
-		path:     r.URL.Path,
-		query:    r.URL.RawQuery,
-		accept:   strings.Join(r.Header.Values("Accept"), ","),
-		encoding: strings.Join(r.Header.Values("Accept-Encoding"), ","),
-	}
+	accept, encoding := negotiationKey(r)
+	return flightKey{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, accept: accept, encoding: encoding}
+}
+
+// negotiationKey is what promhttp's negotiation reads of a request: the
+// first Accept header line (expfmt reads no other) and every
+// Accept-Encoding line, joined by a newline, which no header value holds.
+func negotiationKey(r *http.Request) (accept, encoding string) {
+	return r.Header.Get("Accept"), strings.Join(r.Header.Values("Accept-Encoding"), "\n")
 }
 
 func (s *shared) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key := keyOf(r)
 	s.mu.Lock()
 	f, joined := s.flights[key]
-	if !joined {
+	if joined {
+		f.joined++
+	} else {
 		f = &flight{done: make(chan struct{})}
 		s.flights[key] = f
 	}

@@ -12,31 +12,52 @@ import (
 	"time"
 )
 
-// gate is a handler that blocks every call until as many requests as
-// wanted have entered the handler in front of it, so that a test knows
-// they overlapped.
+// gate is the handler behind a shared one. Every call blocks until as
+// many requests as wanted are in the shared handler, each leading a flight
+// or joined to one, so that a test knows they overlapped. After 10 s it
+// goes on regardless, and the test's counts fail rather than hang.
 type gate struct {
-	arrived atomic.Int32
-	want    int32
-	calls   atomic.Int32
-	body    func(n int32) []byte
+	sh    *shared
+	want  int
+	open  atomic.Bool // once want were in at once, calls go through
+	calls atomic.Int32
+	body  func(n int32) []byte
 }
 
-func (g *gate) front(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.arrived.Add(1)
-		h.ServeHTTP(w, r)
-	})
+// expect sets how many requests the next calls wait for.
+func (g *gate) expect(n int) {
+	g.want = n
+	g.open.Store(false)
+}
+
+// newGate returns a gate and the shared handler in front of it.
+func newGate(body func(n int32) []byte) (*gate, http.Handler) {
+	g := &gate{body: body}
+	h := Shared(g)
+	g.sh = h.(*shared)
+	return g, h
+}
+
+// inFlight counts the requests in the shared handler.
+func (g *gate) inFlight() int {
+	g.sh.mu.Lock()
+	defer g.sh.mu.Unlock()
+	n := len(g.sh.flights)
+	for _, f := range g.sh.flights {
+		n += f.joined
+	}
+	return n
 }
 
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := g.calls.Add(1)
 	deadline := time.Now().Add(10 * time.Second)
-	for g.arrived.Load() < g.want && time.Now().Before(deadline) {
+	for !g.open.Load() && time.Now().Before(deadline) {
+		if g.inFlight() >= g.want {
+			g.open.Store(true)
+		}
 		time.Sleep(time.Millisecond)
 	}
-	// The last one to arrive still has to find the flight.
-	time.Sleep(50 * time.Millisecond)
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write(g.body(n)) //nolint:errcheck // a recorder
 }
@@ -54,8 +75,8 @@ func concurrently(h http.Handler, n int, hdr func(i int) map[string]string) []*h
 // TestSharedConcurrentScrapesCostOne: twenty scrapes in flight together
 // make one call and all get its answer; the next scrape makes a new call.
 func TestSharedConcurrentScrapesCostOne(t *testing.T) {
-	g := &gate{want: 20, body: func(n int32) []byte { return []byte{byte('0' + n)} }}
-	h := g.front(Shared(g))
+	g, h := newGate(func(n int32) []byte { return []byte{byte('0' + n)} })
+	g.expect(20)
 	recs := concurrently(h, 20, func(int) map[string]string { return map[string]string{"Accept-Encoding": "gzip"} })
 	if c := g.calls.Load(); c != 1 {
 		t.Fatalf("20 concurrent scrapes made %d calls, want 1", c)
@@ -65,8 +86,7 @@ func TestSharedConcurrentScrapesCostOne(t *testing.T) {
 			t.Errorf("scrape %d: %d %q %q", i, rec.Code, rec.Header(), rec.Body.String())
 		}
 	}
-	g.arrived.Store(0)
-	g.want = 1
+	g.expect(1)
 	if rec := serveOnce(h, "/metrics", nil); rec.Body.String() != "2" || g.calls.Load() != 2 {
 		t.Errorf("a later scrape got %q after %d calls; want a fresh call", rec.Body.String(), g.calls.Load())
 	}
@@ -75,8 +95,8 @@ func TestSharedConcurrentScrapesCostOne(t *testing.T) {
 // TestSharedKeepsRequestsApart: requests that would get different answers
 // (encoding, format, query, method) do not share one.
 func TestSharedKeepsRequestsApart(t *testing.T) {
-	g := &gate{want: 4, body: func(n int32) []byte { return []byte{byte('0' + n)} }}
-	h := g.front(Shared(g))
+	g, h := newGate(func(n int32) []byte { return []byte{byte('0' + n)} })
+	g.expect(4)
 	hdrs := []map[string]string{
 		{"Accept-Encoding": "gzip"},
 		{},
@@ -132,24 +152,25 @@ func TestSharedSurvivesAPanic(t *testing.T) {
 // TestSharedJoinerLeaves: a joiner whose client goes away stops waiting.
 func TestSharedJoinerLeaves(t *testing.T) {
 	release := make(chan struct{})
+	defer close(release)
 	h := Shared(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
 	go serveOnce(h, "/metrics", nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		sh := h.(*shared)
+	sh := h.(*shared)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		sh.mu.Lock()
 		n := len(sh.flights)
 		sh.mu.Unlock()
-		if n == 1 || time.Now().After(deadline) {
+		if n == 1 {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never started its flight")
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil).WithContext(ctx))
-	close(release)
 	if rec.Body.Len() != 0 {
 		t.Errorf("a joiner that left was answered: %q", rec.Body.String())
 	}
@@ -160,15 +181,13 @@ func TestSharedJoinerLeaves(t *testing.T) {
 // a gather and an encoding: it allocates 4 MiB and answers 1 MiB.
 func TestSharedMemoryUnderConcurrency(t *testing.T) {
 	const work, answer = 4 << 20, 1 << 20
-	g := &gate{body: func(int32) []byte {
+	g, h := newGate(func(int32) []byte {
 		scratch := make([]byte, work)
 		scratch[work-1] = 1
 		return bytes.Repeat([]byte{'x'}, answer)
-	}}
-	h := g.front(Shared(g))
+	})
 	allocs := func(n int) uint64 {
-		g.arrived.Store(0)
-		g.want = int32(n)
+		g.expect(n)
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
