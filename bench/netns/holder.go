@@ -81,7 +81,7 @@ func holdMain(args []string) error {
 		}
 	}
 	for j := range h.unix {
-		if _, err := listenUnix(unixPath(h.dir, h.index, j), unixBacklogs[j%len(unixBacklogs)]); err != nil {
+		if _, err := benchutil.ListenUnix(unixPath(h.dir, h.index, j), unixBacklogs[j%len(unixBacklogs)]); err != nil {
 			return err
 		}
 	}
@@ -93,7 +93,7 @@ func holdMain(args []string) error {
 	}
 	if h.unix > 0 {
 		for range unixClients(h.clients) {
-			if err := dialUnix(unixPath(h.dir, h.index, 0)); err != nil {
+			if err := benchutil.DialUnix(unixPath(h.dir, h.index, 0)); err != nil {
 				return err
 			}
 		}
@@ -110,38 +110,6 @@ func holdMain(args []string) error {
 	fmt.Printf("ready %d\n", st.Ino)
 	// Hold until the benchmark closes stdin, or dies.
 	_, _ = io.Copy(io.Discard, os.Stdin)
-	return nil
-}
-
-// Sockets are made with raw syscalls and SOCK_CLOEXEC, as benchutil's
-// are: the backlog is then exactly what was asked for, and they stay out
-// of every process started later.
-
-func listenUnix(path string, backlog int) (int, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("bind %s: %w", path, err)
-	}
-	if err := unix.Listen(fd, backlog); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("listen %s: %w", path, err)
-	}
-	return fd, nil
-}
-
-func dialUnix(path string) error {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("connect to %s: %w", path, err)
-	}
 	return nil
 }
 

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/listenq/listenq_exporter/bench/internal/benchutil"
 )
 
@@ -90,12 +88,12 @@ func holdMain(args []string) error {
 		}
 	}
 	for j := range h.unixFS {
-		if err := listenUnix(unixFSPath(h.dir, h.index, j), h.backlog); err != nil {
+		if _, err := benchutil.ListenUnix(unixFSPath(h.dir, h.index, j), h.backlog); err != nil {
 			return err
 		}
 	}
 	for j := range h.abstract {
-		if err := listenUnix(abstractName(h.index, j), h.backlog); err != nil {
+		if _, err := benchutil.ListenUnix(abstractName(h.index, j), h.backlog); err != nil {
 			return err
 		}
 	}
@@ -107,12 +105,12 @@ func holdMain(args []string) error {
 		}
 		// A unix connect puts the client in the listener's queue at once.
 		if h.unixFS > 0 {
-			if err := dialUnix(unixFSPath(h.dir, h.index, 0)); err != nil {
+			if err := benchutil.DialUnix(unixFSPath(h.dir, h.index, 0)); err != nil {
 				return err
 			}
 		}
 		if h.abstract > 0 {
-			if err := dialUnix(abstractName(h.index, 0)); err != nil {
+			if err := benchutil.DialUnix(abstractName(h.index, 0)); err != nil {
 				return err
 			}
 		}
@@ -127,38 +125,6 @@ func holdMain(args []string) error {
 	fmt.Println("ready")
 	// Hold until the benchmark closes stdin, or dies.
 	_, _ = io.Copy(io.Discard, os.Stdin)
-	return nil
-}
-
-// Sockets are made with raw syscalls and SOCK_CLOEXEC, as benchutil's
-// are: the backlog is then exactly what was asked for, and they stay out
-// of every process started later. A name starting with "@" is abstract.
-
-func listenUnix(name string, backlog int) error {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: name}); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("bind %s: %w", name, err)
-	}
-	if err := unix.Listen(fd, backlog); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("listen %s: %w", name, err)
-	}
-	return nil
-}
-
-func dialUnix(name string) error {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: name}); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("connect to %s: %w", name, err)
-	}
 	return nil
 }
 

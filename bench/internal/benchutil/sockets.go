@@ -95,3 +95,36 @@ func LoopbackUp() error {
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
+
+// ListenUnix opens a listening unix stream socket at name (a name starting
+// with "@" is abstract) with exactly backlog, close-on-exec, and returns
+// its descriptor.
+func ListenUnix(name string, backlog int) (int, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: name}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind %s: %w", name, err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("listen %s: %w", name, err)
+	}
+	return fd, nil
+}
+
+// DialUnix connects a non-blocking client to the unix listener name and
+// leaves it open, queued until the listener accepts it.
+func DialUnix(name string) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: name}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("connect to %s: %w", name, err)
+	}
+	return nil
+}
