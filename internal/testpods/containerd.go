@@ -392,30 +392,7 @@ func (c *Containerd) RunPod(t testing.TB, namespace, name string, containers ...
 	}
 	p.SandboxID = resp.GetPodSandboxId()
 
-	st, err := c.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.SandboxID, Verbose: true})
-	if err != nil {
-		t.Fatalf("pod %s/%s: sandbox status: %v", namespace, name, err)
-	}
-	var sbInfo struct {
-		Pid         int `json:"pid"`
-		RuntimeSpec struct {
-			Linux struct {
-				Namespaces []struct {
-					Type string `json:"type"`
-					Path string `json:"path"`
-				} `json:"namespaces"`
-			} `json:"linux"`
-		} `json:"runtimeSpec"`
-	}
-	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &sbInfo); err != nil {
-		t.Fatalf("pod %s/%s: sandbox status info: %v", namespace, name, err)
-	}
-	p.SandboxPID = sbInfo.Pid
-	for _, ns := range sbInfo.RuntimeSpec.Linux.Namespaces {
-		if ns.Type == "network" {
-			p.NetnsPath = ns.Path
-		}
-	}
+	c.readSandbox(ctx, t, p)
 	if p.NetnsPath == "" {
 		t.Fatalf("pod %s/%s: no network namespace path in the sandbox status", namespace, name)
 	}
@@ -532,4 +509,34 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// readSandbox sets p's sandbox PID and network namespace path from the
+// verbose sandbox status containerd gives.
+func (c *Containerd) readSandbox(ctx context.Context, t testing.TB, p *Pod) {
+	t.Helper()
+	st, err := c.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.SandboxID, Verbose: true})
+	if err != nil {
+		t.Fatalf("pod %s/%s: sandbox status: %v", p.Namespace, p.Name, err)
+	}
+	var sbInfo struct {
+		Pid         int `json:"pid"`
+		RuntimeSpec struct {
+			Linux struct {
+				Namespaces []struct {
+					Type string `json:"type"`
+					Path string `json:"path"`
+				} `json:"namespaces"`
+			} `json:"linux"`
+		} `json:"runtimeSpec"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &sbInfo); err != nil {
+		t.Fatalf("pod %s/%s: sandbox status info: %v", p.Namespace, p.Name, err)
+	}
+	p.SandboxPID = sbInfo.Pid
+	for _, ns := range sbInfo.RuntimeSpec.Linux.Namespaces {
+		if ns.Type == "network" {
+			p.NetnsPath = ns.Path
+		}
+	}
 }

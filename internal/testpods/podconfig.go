@@ -88,30 +88,7 @@ func (c *Containerd) RunPodConfig(t testing.TB, sb *runtimeapi.PodSandboxConfig,
 		t.Fatalf("run pod %s/%s: %v", p.Namespace, p.Name, err)
 	}
 	p.SandboxID = resp.GetPodSandboxId()
-	st, err := c.Runtime.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.SandboxID, Verbose: true})
-	if err != nil {
-		t.Fatalf("pod %s/%s: sandbox status: %v", p.Namespace, p.Name, err)
-	}
-	var sbInfo struct {
-		Pid         int `json:"pid"`
-		RuntimeSpec struct {
-			Linux struct {
-				Namespaces []struct {
-					Type string `json:"type"`
-					Path string `json:"path"`
-				} `json:"namespaces"`
-			} `json:"linux"`
-		} `json:"runtimeSpec"`
-	}
-	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &sbInfo); err != nil {
-		t.Fatalf("pod %s/%s: sandbox status info: %v", p.Namespace, p.Name, err)
-	}
-	p.SandboxPID = sbInfo.Pid
-	for _, ns := range sbInfo.RuntimeSpec.Linux.Namespaces {
-		if ns.Type == "network" {
-			p.NetnsPath = ns.Path
-		}
-	}
+	c.readSandbox(ctx, t, p)
 
 	for _, cc := range ctrs {
 		if cc.Metadata == nil {
