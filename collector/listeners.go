@@ -31,8 +31,11 @@ type Listener struct {
 	Address string
 	Port    string // "" for unix
 	Inode   uint64
-	Length  uint32 // connections waiting to be accepted
-	Limit   uint32 // effective backlog; full when Length > Limit
+	// Cookie is the TCP socket cookie, which ties the listener to what the
+	// acceptwait collector's BPF programs recorded; 0 for unix.
+	Cookie uint64
+	Length uint32 // connections waiting to be accepted
+	Limit  uint32 // effective backlog; full when Length > Limit
 	// Drops is the listener's sk_drops; only TCP listeners have it.
 	Drops    uint64
 	HasDrops bool

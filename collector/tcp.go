@@ -140,6 +140,7 @@ func tcpListener(s sockdiag.InetSocket, ifname string) Listener {
 		Port:     addr[strings.LastIndexByte(addr, ':')+1:],
 		Local:    s.Local,
 		Inode:    uint64(s.Inode),
+		Cookie:   s.Cookie,
 		Length:   s.RQueue,
 		Limit:    s.WQueue,
 		Drops:    uint64(s.Drops),

@@ -19,6 +19,8 @@ func (s InetSocket) MarshalBinary() ([]byte, error) {
 	putAddrPort(b[6:8], b[24:40], s.Remote)
 	ne := binary.NativeEndian
 	ne.PutUint32(b[40:44], s.IfIndex)
+	ne.PutUint32(b[44:48], uint32(s.Cookie))
+	ne.PutUint32(b[48:52], uint32(s.Cookie>>32))
 	ne.PutUint32(b[56:60], s.RQueue)
 	ne.PutUint32(b[60:64], s.WQueue)
 	ne.PutUint32(b[64:68], s.UID)

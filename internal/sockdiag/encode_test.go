@@ -23,6 +23,7 @@ func TestInetSocketMarshalBinary(t *testing.T) {
 				family: tc.want.Family, state: tc.want.State,
 				local: tc.want.Local, remote: tc.want.Remote, ifIndex: tc.want.IfIndex,
 				rqueue: tc.want.RQueue, wqueue: tc.want.WQueue, uid: tc.want.UID, inode: tc.want.Inode,
+				cookie: [2]uint32{uint32(tc.want.Cookie), uint32(tc.want.Cookie >> 32)},
 			}.encode(nil)
 			if len(b) < 72 || !bytes.Equal(b[:72], hand) {
 				t.Errorf("header\n got % x\nwant % x", b[:min(len(b), 72)], hand)

@@ -55,8 +55,8 @@ func FuzzParseInetSocket(f *testing.F) {
 		}
 
 		// Round trip: the header bytes the decoder reads must come back
-		// unchanged (timer, retrans, cookie, expires and the unused tail of
-		// an IPv4 address are not decoded).
+		// unchanged (timer, retrans, expires and the unused tail of an IPv4
+		// address are not decoded).
 		var attr []byte
 		if s.HasDrops {
 			attr = attrs(skMemInfo(9, s.Drops))
@@ -64,9 +64,10 @@ func FuzzParseInetSocket(f *testing.F) {
 		re := inetMsg{
 			family: s.Family, state: s.State, local: s.Local, remote: s.Remote,
 			ifIndex: s.IfIndex, rqueue: s.RQueue, wqueue: s.WQueue, uid: s.UID, inode: s.Inode,
+			cookie: [2]uint32{uint32(s.Cookie), uint32(s.Cookie >> 32)},
 		}.encode(attr)
 		for i := range 72 {
-			skip := i == 2 || i == 3 || (i >= 44 && i < 56) ||
+			skip := i == 2 || i == 3 || (i >= 52 && i < 56) ||
 				(s.Family == FamilyINet && ((i >= 12 && i < 24) || (i >= 28 && i < 40)))
 			if !skip && re[i] != b[i] {
 				t.Fatalf("re-encoded header differs at byte %d\n got % x\nwant % x", i, re[:72], b[:72])
@@ -165,7 +166,7 @@ func FuzzParseQueues(f *testing.F) {
 			}
 			return
 		}
-		if q.Inode != full.Inode || q.Length != full.RQueue || q.Limit != full.WQueue {
+		if q.Inode != full.Inode || q.Length != full.RQueue || q.Limit != full.WQueue || q.Cookie != full.Cookie {
 			t.Fatalf("queue %+v disagrees with socket %+v", q, full)
 		}
 	})

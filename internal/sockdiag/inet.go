@@ -102,6 +102,9 @@ type InetSocket struct {
 	WQueue uint32
 	UID    uint32
 	Inode  uint32
+	// Cookie is the socket's cookie: unique on the host, across network
+	// namespaces, for as long as it runs. Dumping a socket gives it one.
+	Cookie uint64
 	// Drops is SK_MEMINFO_DROPS (sk_drops); valid when HasDrops is set.
 	Drops    uint32
 	HasDrops bool
@@ -125,7 +128,8 @@ func ParseInetSocket(b []byte) (InetSocket, error) {
 	}
 	ne := binary.NativeEndian
 	s.IfIndex = ne.Uint32(b[40:44])
-	// b[44:52] is the socket cookie, b[52:56] idiag_expires.
+	s.Cookie = cookieOf(b[44:52])
+	// b[52:56] is idiag_expires.
 	s.RQueue = ne.Uint32(b[56:60])
 	s.WQueue = ne.Uint32(b[60:64])
 	s.UID = ne.Uint32(b[64:68])
@@ -159,4 +163,10 @@ func parseAddrPort(family uint8, port, addr []byte) (netip.AddrPort, error) {
 	default:
 		return netip.AddrPort{}, fmt.Errorf("inet_diag_msg: unexpected address family %d", family)
 	}
+}
+
+// cookieOf decodes idiag_cookie: the cookie's low and high 32 bits.
+func cookieOf(b []byte) uint64 {
+	ne := binary.NativeEndian
+	return uint64(ne.Uint32(b[0:4])) | uint64(ne.Uint32(b[4:8]))<<32
 }

@@ -38,7 +38,7 @@ func inetCases() []inetCase {
 	want4 := InetSocket{
 		Family: FamilyINet, State: StateListen,
 		Local: ap("0.0.0.0:80"), Remote: any4,
-		RQueue: 3, WQueue: 511, UID: 33, Inode: 12345,
+		RQueue: 3, WQueue: 511, UID: 33, Inode: 12345, Cookie: 0x1deadbeef,
 	}
 	withDrops := func(s InetSocket, d uint32) InetSocket {
 		s.Drops, s.HasDrops = d, true

@@ -13,6 +13,7 @@ type Queue struct {
 	Inode  uint32
 	Length uint32
 	Limit  uint32
+	Cookie uint64 // TCP only: the socket cookie (InetSocket.Cookie)
 }
 
 // ListenQueues dumps the listeners of family (FamilyUnix, FamilyINet,
@@ -71,7 +72,7 @@ func ParseInetQueue(b []byte) (Queue, bool, error) {
 		return Queue{}, false, fmt.Errorf("inet_diag_msg: %w: %d bytes, want %d", ErrShortMessage, len(b), inetDiagMsgLen)
 	}
 	ne := binary.NativeEndian
-	return Queue{Inode: ne.Uint32(b[68:72]), Length: ne.Uint32(b[56:60]), Limit: ne.Uint32(b[60:64])}, true, nil
+	return Queue{Inode: ne.Uint32(b[68:72]), Length: ne.Uint32(b[56:60]), Limit: ne.Uint32(b[60:64]), Cookie: cookieOf(b[44:52])}, true, nil
 }
 
 // ParseUnixQueue decodes one struct unix_diag_msg and its UNIX_DIAG_RQLEN

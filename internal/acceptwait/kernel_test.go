@@ -1,0 +1,179 @@
+package acceptwait_test
+
+import (
+	"errors"
+	"math"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/listenq/listenq_exporter/internal/acceptwait"
+	"github.com/listenq/listenq_exporter/internal/sockdiag"
+	"github.com/listenq/listenq_exporter/internal/testns"
+)
+
+// startTracer loads the programs with the cheapest method this kernel
+// allows. Under CI=true a kernel that refuses them fails the test.
+func startTracer(t *testing.T) *acceptwait.Tracer {
+	t.Helper()
+	testns.Require(t)
+	EnsureTracefs(t)
+	tr, err := acceptwait.Start(acceptwait.Options{})
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("start: %v (CI=true, so this is a failure, not a skip)", err)
+		}
+		t.Skipf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := tr.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	t.Logf("attach method: %s", tr.Method())
+	return tr
+}
+
+// EnsureTracefs mounts tracefs where the syscall tracepoints are looked
+// up, when nothing is mounted there, and unmounts it after the test.
+func EnsureTracefs(t *testing.T) {
+	t.Helper()
+	const dir = "/sys/kernel/tracing"
+	if _, err := os.Stat(dir + "/events"); err == nil {
+		return
+	}
+	if err := unix.Mount("nodev", dir, "tracefs", 0, ""); err != nil {
+		t.Logf("mount tracefs on %s: %v", dir, err)
+		return
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+}
+
+// cookieOf dumps the namespace's TCP listeners, which gives each a
+// cookie, as the exporter's reads do, and returns l's.
+func cookieOf(t *testing.T, l *testns.Listener) uint64 {
+	t.Helper()
+	c, err := sockdiag.Dial(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	socks, err := c.InetSockets(sockdiag.InetRequest{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range socks {
+		if uint64(s.Inode) == l.Inode {
+			if s.Cookie == 0 {
+				t.Fatalf("listener %d has no cookie after a dump", l.Inode)
+			}
+			return s.Cookie
+		}
+	}
+	t.Fatalf("listener %d not in the dump", l.Inode)
+	return 0
+}
+
+// dial connects n clients to addr; the kernel completes each handshake and
+// queues the connection whether or not anyone accepts it.
+func dial(t *testing.T, addr netip.AddrPort, n int) []int {
+	t.Helper()
+	fds := make([]int, 0, n)
+	for range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+		a := addr.Addr().As4()
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a}); err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	return fds
+}
+
+func accept(t *testing.T, l *testns.Listener) {
+	t.Helper()
+	fd, _, err := unix.Accept4(l.FD, unix.SOCK_CLOEXEC)
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	unix.Close(fd)
+}
+
+func figures(t *testing.T, tr *acceptwait.Tracer, cookie uint64) acceptwait.Figures {
+	t.Helper()
+	all, err := tr.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := all[cookie]
+	if !ok {
+		t.Fatalf("no figures for cookie %d; have %d listeners", cookie, len(all))
+	}
+	return f
+}
+
+// The timing test: the first connection is accepted after 1.0 s,
+// then one every 0.2 s; all joined at once.
+func TestWaitsMatchAcceptTimes(t *testing.T) {
+	tr := startTracer(t)
+	l := testns.ListenTCP(t, "127.0.0.1:0", 16, false)
+	cookie := cookieOf(t, l)
+	const n = 5
+	start := time.Now()
+	dial(t, l.Addr, n)
+	var want float64
+	for i := range n {
+		at := time.Second + time.Duration(i)*200*time.Millisecond
+		time.Sleep(time.Until(start.Add(at)))
+		accept(t, l)
+		want += time.Since(start).Seconds()
+	}
+	f := figures(t, tr, cookie)
+	c, _ := tr.Counters()
+	t.Logf("counters %+v", c)
+	if f.Accepted != n || f.Timed != n {
+		t.Fatalf("accepted %d, timed %d; want %d", f.Accepted, f.Timed, n)
+	}
+	if math.Abs(f.WaitSum-want) > 0.05*want {
+		t.Errorf("wait sum %.3f s, want %.3f s within 5%%", f.WaitSum, want)
+	}
+	// 1.0 s lands in the (0.5, 1] bucket or just above; the rest in (1, 2.5].
+	b := tr.Bounds()
+	for i, bound := range b {
+		wantCum := uint64(0)
+		if bound >= 2.5 {
+			wantCum = n
+		} else if bound >= 1 {
+			wantCum = f.Buckets[i] // 1.0 s itself may fall on either side
+		}
+		if f.Buckets[i] != wantCum {
+			t.Errorf("bucket le=%g: %d, want %d (buckets %v)", bound, f.Buckets[i], wantCum, f.Buckets)
+		}
+	}
+	if f.Buckets[len(b)] != n {
+		t.Errorf("+Inf bucket %d, want %d", f.Buckets[len(b)], n)
+	}
+	t.Logf("waits: count %d, sum %.4f s (accept times sum %.4f s), buckets %v", f.Timed, f.WaitSum, want, f.Buckets)
+}
+
+func TestUnsupportedMethodIsAnError(t *testing.T) {
+	_, err := acceptwait.Start(acceptwait.Options{Method: "kprobe"})
+	if !errors.Is(err, acceptwait.ErrUnsupported) {
+		t.Fatalf("err = %v, want ErrUnsupported", err)
+	}
+}
