@@ -44,6 +44,9 @@ type Scrape struct {
 	reads *readBatches
 	// failures records which namespaces a collector could not read.
 	failures *nsFailures
+	// waits is what the acceptwait collector read for this scrape; nil
+	// when it is off.
+	waits *waitBatch
 }
 
 // Deps is what collectors are built from.
@@ -207,7 +210,7 @@ func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
 
 func (e *Exporter) collect(ch chan<- prometheus.Metric, fams *listenerFamilies) {
 	handles := e.namespaces.Handles()
-	s := Scrape{Metrics: ch, handles: handles, reads: &readBatches{}, failures: &nsFailures{}}
+	s := Scrape{Metrics: ch, handles: handles, reads: &readBatches{}, failures: &nsFailures{}, waits: e.listeners.events.batch()}
 	var wg sync.WaitGroup
 	for name, c := range e.collectors {
 		wg.Add(1)

@@ -151,7 +151,7 @@ func (s *Snapshot) writeListenerFamily(w io.Writer, m int, buf []byte) ([]byte, 
 	buf = append(buf[:0], "# HELP "...)
 	buf = append(buf, def.name...)
 	buf = append(buf, ' ')
-	buf = append(buf, helpEscaper.Replace(def.help)...)
+	buf = append(buf, helpEscaper.Replace(s.rows.helpOf(m))...)
 	buf = append(buf, "\n# TYPE "...)
 	buf = append(buf, def.name...)
 	if def.typ == dto.MetricType_COUNTER {

@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/listenq/listenq_exporter/internal/acceptwait"
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sampler"
@@ -49,6 +50,9 @@ type Listener struct {
 	// Set by SYN-queue counting.
 	SynQueue    uint32
 	HasSynQueue bool
+	// Wait is what the acceptwait collector's events recorded (TCP only,
+	// nil when it is off).
+	Wait *acceptwait.Figures
 }
 
 // The per-listener metrics, in the order of listenerRow.values.
@@ -195,6 +199,9 @@ type ListenerExporter struct {
 	// owners is one Resolver for every namespace: socket inodes are unique
 	// host-wide, and one /proc scan names the owners of them all.
 	owners *owner.Resolver
+	// events is set when the acceptwait collector runs: it makes TCP
+	// listeners' peaks and full time exact and adds their wait histograms.
+	events *eventStats
 
 	order orderCache
 
@@ -496,9 +503,13 @@ func (x *ListenerExporter) export(s Scrape, fams *listenerFamilies) {
 		start = end
 	}
 	rows := make([]listenerRow, 0, len(out))
+	waits := s.waits
 	for bi, b := range batches {
 		sets := b.src.labelSets(byBatch[bi])
 		for i, l := range byBatch[bi] {
+			if b.src.proto == "tcp" {
+				waits.attribute(sets[i], l.Listener)
+			}
 			rows = append(rows, newListenerRow(sets[i], l.Listener))
 		}
 		labels := append(nsLabelValues(b.src.ns), b.src.proto, "")
@@ -508,6 +519,10 @@ func (x *ListenerExporter) export(s Scrape, fams *listenerFamilies) {
 		}
 	}
 	fams.add(rows)
+	if x.events != nil {
+		fams.help = &x.events.help
+	}
+	waits.emit(s.Metrics)
 }
 
 func newListenerRow(labels *labelSet, l *Listener) listenerRow {
@@ -541,6 +556,7 @@ func (r *listenerRow) set(m int, v float64) { r.values[m], r.has[m] = v, true }
 type listenerFamilies struct {
 	mu   sync.Mutex
 	rows []listenerRow
+	help *[numListenerMetrics]string
 }
 
 func newListenerFamilies() *listenerFamilies { return &listenerFamilies{} }
@@ -557,7 +573,7 @@ func (f *listenerFamilies) sorted(c *orderCache) listenerRows {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c.sort(f.rows)
-	return listenerRows{rows: f.rows}
+	return listenerRows{rows: f.rows, help: f.help}
 }
 
 // orderCache remembers the order of the last sort. Sorting thousands of
@@ -609,6 +625,16 @@ func (c *orderCache) place(rows []listenerRow) bool {
 // series each metric has.
 type listenerRows struct {
 	rows []listenerRow
+	// help is each metric's Help; the acceptwait collector changes it for
+	// the metrics its events make exact.
+	help *[numListenerMetrics]string
+}
+
+func (r listenerRows) helpOf(m int) string {
+	if r.help != nil && r.help[m] != "" {
+		return r.help[m]
+	}
+	return listenerMetrics[m].help
 }
 
 func (r listenerRows) count(m int) int {
@@ -664,7 +690,7 @@ func (r listenerRows) families() []*dto.MetricFamily {
 		}
 		out = append(out, &dto.MetricFamily{
 			Name:   proto.String(def.name),
-			Help:   proto.String(def.help),
+			Help:   proto.String(r.helpOf(m)),
 			Type:   def.typ.Enum(),
 			Metric: ptrs,
 		})

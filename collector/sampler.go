@@ -110,6 +110,7 @@ func (s *Sampler) round() time.Duration {
 	sources := s.listeners.allSources(handles)
 	errs := make([]error, len(sources))
 	cpu0 := processCPU()
+	peaks := s.listeners.events.advance()
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range min(samplerWorkers, len(sources)) {
@@ -117,7 +118,7 @@ func (s *Sampler) round() time.Duration {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				errs[i] = sources[i].sample()
+				errs[i] = sources[i].sample(peaks)
 			}
 		}()
 	}

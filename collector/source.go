@@ -73,8 +73,11 @@ func (s *source) Listeners() ([]Listener, error) {
 	return ls, err
 }
 
-// sample is one sampler round for this source.
-func (s *source) sample() error {
+// sample is one sampler round for this source. peaks, when the acceptwait
+// collector runs, are the highest queue lengths its events saw in the
+// round, by socket cookie: a sample of that length stands for them, so the
+// tracker's windowed peak is exact.
+func (s *source) sample(peaks map[uint64]uint32) error {
 	if s.tracker == nil {
 		return nil
 	}
@@ -84,7 +87,11 @@ func (s *source) sample() error {
 	}
 	samples := s.sampleBuf[:0]
 	for _, q := range qs {
-		samples = append(samples, sampler.Sample{Inode: uint64(q.Inode), Length: q.Length, Limit: q.Limit})
+		length := q.Length
+		if p, ok := peaks[q.Cookie]; ok && q.Cookie != 0 {
+			length = max(length, p)
+		}
+		samples = append(samples, sampler.Sample{Inode: uint64(q.Inode), Length: length, Limit: q.Limit})
 	}
 	s.tracker.Observe(time.Now(), samples)
 	s.queueBuf, s.sampleBuf = qs, samples

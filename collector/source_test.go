@@ -171,7 +171,7 @@ func TestSourceSample(t *testing.T) {
 	}
 	wantLen := []int{2, 3, 1}
 	for round = range rounds {
-		if err := src.sample(); err != nil {
+		if err := src.sample(nil); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		if n := src.tracker.Len(); n != wantLen[round] {
@@ -186,7 +186,7 @@ func TestSourceSample(t *testing.T) {
 	}
 
 	failing = true
-	if err := src.sample(); err == nil {
+	if err := src.sample(nil); err == nil {
 		t.Error("a failing round returned no error")
 	}
 	if n := src.tracker.Len(); n != 1 {
