@@ -116,6 +116,11 @@ type tracepointObjects struct {
 type Options struct {
 	// Method forces one attach method; "" tries fexit, then tracepoints.
 	Method string
+	// MaxWaiting and MaxListeners size the maps of connections waiting to
+	// be accepted and of listeners; 0 keeps the object's sizes (65536 and
+	// 16384). A full map evicts its least recently used entry, and
+	// Counters counts what it evicted.
+	MaxWaiting, MaxListeners uint32
 }
 
 // Start loads and attaches the programs. The error wraps ErrUnsupported
@@ -133,6 +138,12 @@ func Start(opts Options) (*Tracer, error) {
 	var bounds [numBounds]uint64
 	if err := spec.Variables["wait_bounds_ns"].Get(&bounds); err != nil {
 		return nil, fmt.Errorf("reading the bucket bounds from the BPF object: %w", err)
+	}
+	if opts.MaxWaiting > 0 {
+		spec.Maps["children"].MaxEntries = opts.MaxWaiting
+	}
+	if opts.MaxListeners > 0 {
+		spec.Maps["listeners"].MaxEntries = opts.MaxListeners
 	}
 	methods := []string{MethodFexit, MethodTracepoint}
 	if opts.Method != "" {

@@ -2,9 +2,11 @@ package acceptwait_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -20,7 +22,7 @@ import (
 func startTracer(t *testing.T) *acceptwait.Tracer {
 	t.Helper()
 	testns.Require(t)
-	EnsureTracefs(t)
+	testns.EnsureTracefs(t)
 	tr, err := acceptwait.Start(acceptwait.Options{})
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -35,25 +37,6 @@ func startTracer(t *testing.T) *acceptwait.Tracer {
 	})
 	t.Logf("attach method: %s", tr.Method())
 	return tr
-}
-
-// EnsureTracefs mounts tracefs where the syscall tracepoints are looked
-// up, when nothing is mounted there, and unmounts it after the test.
-func EnsureTracefs(t *testing.T) {
-	t.Helper()
-	const dir = "/sys/kernel/tracing"
-	if _, err := os.Stat(dir + "/events"); err == nil {
-		return
-	}
-	if err := unix.Mount("nodev", dir, "tracefs", 0, ""); err != nil {
-		t.Logf("mount tracefs on %s: %v", dir, err)
-		return
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
 }
 
 // cookieOf dumps the namespace's TCP listeners, which gives each a
@@ -175,5 +158,102 @@ func TestUnsupportedMethodIsAnError(t *testing.T) {
 	_, err := acceptwait.Start(acceptwait.Options{Method: "kprobe"})
 	if !errors.Is(err, acceptwait.ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
+	}
+}
+
+// Connections never accepted leave no record once they close, and a
+// closed listener takes its state and its queue's records with it.
+func TestNoEntriesLeftBehind(t *testing.T) {
+	tr := startTracer(t)
+	l := testns.ListenTCP(t, "127.0.0.1:0", 16, false)
+	cookie := cookieOf(t, l)
+	fds := dial(t, l.Addr, 4)
+	waitFor(t, func() (bool, string) {
+		n := waiting(t, tr, cookie)
+		return n == 4, fmt.Sprintf("%d recorded, want 4", n)
+	})
+	// Two clients give up with a reset: their children close in the queue.
+	for _, fd := range fds[:2] {
+		if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(fd)
+	}
+	waitFor(t, func() (bool, string) {
+		n := waiting(t, tr, cookie)
+		return n == 2, fmt.Sprintf("%d recorded after two resets, want 2", n)
+	})
+	// A client that closes politely leaves its connection acceptable (it
+	// stays queued, CLOSE_WAIT); the listener closing drops it and the rest.
+	unix.Close(fds[2])
+	l.Close()
+	waitFor(t, func() (bool, string) {
+		n := waiting(t, tr, cookie)
+		all, err := tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, has := all[cookie]
+		return n == 0 && !has, fmt.Sprintf("%d children recorded, listener state kept: %v", n, has)
+	})
+	c, err := tr.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ChildrenEvicted != 0 || c.ListenersEvicted != 0 {
+		t.Errorf("evictions counted without map pressure: %+v", c)
+	}
+}
+
+func waiting(t *testing.T, tr *acceptwait.Tracer, cookie uint64) int {
+	t.Helper()
+	w, err := tr.Waiting()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w[cookie]
+}
+
+func waitFor(t *testing.T, cond func() (bool, string)) {
+	t.Helper()
+	testns.Eventually(t, 5*time.Second, cond)
+}
+
+// A map too small for the connections waiting evicts records; the
+// accepts are still all counted, the evicted ones untimed, and the
+// evictions counted.
+func TestEvictionsAreCounted(t *testing.T) {
+	testns.Require(t)
+	testns.EnsureTracefs(t)
+	tr, err := acceptwait.Start(acceptwait.Options{MaxWaiting: 8})
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("start: %v (CI=true, so this is a failure, not a skip)", err)
+		}
+		t.Skipf("start: %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	l := testns.ListenTCP(t, "127.0.0.1:0", 64, false)
+	cookie := cookieOf(t, l)
+	const n = 40
+	dial(t, l.Addr, n)
+	for range n {
+		accept(t, l)
+	}
+	f := figures(t, tr, cookie)
+	c, err := tr.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("figures %+v\ncounters %+v", f, c)
+	if f.Accepted != n {
+		t.Errorf("accepted %d, want %d", f.Accepted, n)
+	}
+	if f.Timed >= n || f.Timed > 8*uint64(runtime.NumCPU()) {
+		t.Errorf("timed %d of %d through a map of 8", f.Timed, n)
+	}
+	untimed := n - f.Timed
+	if c.ChildrenEvicted < untimed || c.AcceptsUnseen < untimed {
+		t.Errorf("%d accepts untimed but %d evictions and %d unseen accepts counted", untimed, c.ChildrenEvicted, c.AcceptsUnseen)
 	}
 }

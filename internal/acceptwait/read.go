@@ -139,3 +139,21 @@ func count(m *ebpf.Map) (int, error) {
 		n++
 	}
 }
+
+// Waiting counts the connections waiting to be accepted whose join was
+// recorded, by listener cookie: the children map's entries.
+func (t *Tracer) Waiting() (map[uint64]int, error) {
+	var (
+		key uint64
+		c   acceptwaitChild
+	)
+	out := map[uint64]int{}
+	it := t.objs.Children.Iterate()
+	for it.Next(&key, &c) {
+		out[c.Listener]++
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("reading the children map: %w", err)
+	}
+	return out, nil
+}

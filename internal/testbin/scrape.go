@@ -1,6 +1,7 @@
 package testbin
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -34,10 +35,27 @@ func ParseScrape(t testing.TB, body string) *Scrape {
 			for _, lp := range m.GetLabel() {
 				l[lp.GetName()] = lp.GetValue()
 			}
+			if h := m.GetHistogram(); h != nil {
+				s.addHistogram(name, l, h)
+				continue
+			}
 			s.Series[name] = append(s.Series[name], Series{l, value(m)})
 		}
 	}
 	return s
+}
+
+// addHistogram files a histogram as the series the text format shows:
+// name_bucket{le}, name_sum and name_count.
+func (s *Scrape) addHistogram(name string, l map[string]string, h *dto.Histogram) {
+	s.Series[name+"_sum"] = append(s.Series[name+"_sum"], Series{l, h.GetSampleSum()})
+	s.Series[name+"_count"] = append(s.Series[name+"_count"], Series{l, float64(h.GetSampleCount())})
+	for _, b := range h.GetBucket() {
+		le := Labels(l, map[string]string{"le": strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)})
+		s.Series[name+"_bucket"] = append(s.Series[name+"_bucket"], Series{le, float64(b.GetCumulativeCount())})
+	}
+	inf := Labels(l, map[string]string{"le": "+Inf"})
+	s.Series[name+"_bucket"] = append(s.Series[name+"_bucket"], Series{inf, float64(h.GetSampleCount())})
 }
 
 func value(m *dto.Metric) float64 {
