@@ -28,12 +28,14 @@ fi
 # containerd, runc, the CNI plugins and busybox for real CRI pods, dockerd
 # for real Docker containers, setpriv for the privilege tests, strace and
 # systemd-analyze for the systemd unit's sandbox test, podman to build the
-# image.
+# image, clang, llvm and libbpf-dev to rebuild the BPF object and check the
+# committed one.
 need_pkgs=()
 for pair in promtool:prometheus ss:iproute2 nft:nftables nginx:nginx php-fpm:php-fpm curl:curl \
 	containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
 	dockerd:docker.io /bin/busybox:busybox-static setpriv:util-linux \
-	strace:strace systemd-analyze:systemd podman:podman; do
+	strace:strace systemd-analyze:systemd podman:podman \
+	clang:clang llvm-strip:llvm /usr/include/bpf/bpf_helpers.h:libbpf-dev; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	if [[ $cmd == /* ]]; then
 		[ -e "$cmd" ] || need_pkgs+=("$pkg")
@@ -70,6 +72,17 @@ if ! go version -m "$GOBIN/helm" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:spac
 fi
 export PATH="$GOBIN:$PATH"
 
+# The syscall tracepoints the acceptwait collector attaches to are looked
+# up in tracefs, which a fresh machine does not mount.
+if [ "$(id -u)" = 0 ] && [ ! -e /sys/kernel/tracing/events ]; then
+	log "mounting tracefs on /sys/kernel/tracing (unmounted at exit)"
+	mount -t tracefs nodev /sys/kernel/tracing
+	trap 'umount /sys/kernel/tracing' EXIT
+fi
+
+log "BPF object matches its source"
+bash scripts/bpf-generate.sh --check
+
 log "gofmt"
 unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
@@ -105,3 +118,4 @@ bash bench/run.sh --smoke
 bash bench/sampler.sh --quick
 bash bench/netns.sh --quick
 bash bench/scale.sh --quick
+bash bench/acceptwait.sh --quick
