@@ -127,7 +127,7 @@ func runbookAnchors(t *testing.T) map[string]bool {
 
 // perListener tells rules about listeners from rules about a namespace or
 // the exporter: their expression reads listener metrics.
-var perListener = regexp.MustCompile(`listenq_(queue_|drops_total|syn_queue_length|socket:|listener:)`)
+var perListener = regexp.MustCompile(`listenq_(queue_|drops_total|syn_queue_length|accept_wait_seconds|accepted_total|socket:|listener:)`)
 
 // perNetns tells rules about one network namespace: their expression reads
 // per-namespace metrics (TcpExt counters, sysctls, omitted listeners, the
