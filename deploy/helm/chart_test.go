@@ -53,8 +53,16 @@ var copies = []struct{ src, dst string }{
 }
 
 // The capabilities the DaemonSet adds, each needed by a feature (see the
-// template's comments and README.md).
-var wantCapabilities = []any{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"}
+// template's comments and README.md), and those acceptWait.enabled adds.
+var (
+	wantCapabilities           = []any{"SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"}
+	wantAcceptWaitCapabilities = []any{"BPF", "PERFMON"}
+)
+
+// tracefs is the node's tracefs, which acceptWait.enabled mounts at its own
+// path rather than under /host: the exporter (and cilium/ebpf) look for
+// it there, not under --path.rootfs.
+const tracefs = "/sys/kernel/tracing"
 
 func TestChartCopiesAreCurrent(t *testing.T) {
 	for _, c := range copies {
@@ -240,6 +248,8 @@ func TestAllValues(t *testing.T) {
 		"--no-collector.unix",
 		"--collector.tcp.syn-queue",
 		"--collector.tcp.syn-queue.interval=30s",
+		"--collector.acceptwait",
+		"--collector.acceptwait.method=tracepoint",
 		`--filter.listener-include=0\.0\.0\.0:.*|/run/.*`,
 		`--filter.listener-exclude=127\.0\.0\.1:.*`,
 		"--filter.port-include=80|443|8[0-9]{3}",
@@ -405,12 +415,50 @@ func TestAllValues(t *testing.T) {
 	}
 }
 
+// TestAcceptWait: acceptWait.enabled adds the collector's flag (and its
+// method's unless auto), the capabilities BPF and PERFMON and the node's
+// tracefs, read-only; checkDaemonSet checks the capabilities and the mount
+// whatever the values, TestDefaultValues that none of it is there by
+// default.
+func TestAcceptWait(t *testing.T) {
+	for _, tc := range []struct {
+		set  string
+		want []string
+	}{
+		{"acceptWait.enabled=true", []string{"--collector.acceptwait"}},
+		{"acceptWait.enabled=true,acceptWait.method=fexit", []string{"--collector.acceptwait", "--collector.acceptwait.method=fexit"}},
+		{"acceptWait.enabled=false,acceptWait.method=tracepoint", nil},
+	} {
+		t.Run(tc.set, func(t *testing.T) {
+			ds := render(t, "--set", tc.set).one(t, "DaemonSet")
+			pod := checkDaemonSet(t, ds)
+			c := exporterContainer(t, ds)
+			var got []string
+			for _, a := range c.strings("args") {
+				if strings.HasPrefix(a, "--collector.acceptwait") {
+					got = append(got, a)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("acceptwait args %q, want %q", got, tc.want)
+			}
+			if tc.want == nil {
+				return
+			}
+			if !equalYAML(volume(t, pod, "tracefs").get("hostPath"), `{path: /sys/kernel/tracing}`) {
+				t.Errorf("tracefs volume %v", volume(t, pod, "tracefs").m)
+			}
+		})
+	}
+}
+
 // TestValueErrors: contradictory values fail to render.
 func TestValueErrors(t *testing.T) {
 	for _, set := range []string{
 		"prometheus.monitor.enabled=true,service.enabled=false",
 		"web.config.existingSecret=x,web.config.content.tls_server_config.cert_file=y",
 		"prometheusRule.enabled=true,prometheusRule.clusterLabel=k8s-cluster",
+		"acceptWait.enabled=true,acceptWait.method=kprobe",
 	} {
 		cmd := exec.Command(helmPath(t), "template", release, chart, "--set", set)
 		if out, err := cmd.CombinedOutput(); err == nil {
@@ -445,11 +493,17 @@ func checkDaemonSet(t *testing.T, ds obj) obj {
 		t.Error("the pods automount a service account token")
 	}
 	c := exporterContainer(t, ds)
-	if !equalYAML(c.get("securityContext"), `{runAsUser: 0, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL], add: [SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH]}}`) {
+	args := c.strings("args")
+	acceptWait := slices.Contains(args, "--collector.acceptwait")
+	caps := wantCapabilities
+	if acceptWait {
+		caps = slices.Concat(wantCapabilities, wantAcceptWaitCapabilities)
+	}
+	if !equalYAML(c.get("securityContext"), fmt.Sprintf(`{runAsUser: 0, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL], add: %s}}`, strings.ReplaceAll(fmt.Sprint(caps), " ", ", "))) {
 		t.Errorf("securityContext %v", c.get("securityContext"))
 	}
-	if got := c.get("securityContext", "capabilities", "add"); !reflect.DeepEqual(got, wantCapabilities) {
-		t.Errorf("capabilities %v, want %v", got, wantCapabilities)
+	if got := c.get("securityContext", "capabilities", "add"); !reflect.DeepEqual(got, caps) {
+		t.Errorf("capabilities %v, want %v", got, caps)
 	}
 	volumes := map[string]obj{}
 	for _, v := range pod.list("volumes") {
@@ -468,10 +522,18 @@ func checkDaemonSet(t *testing.T, ds obj) obj {
 			t.Errorf("volumeMount %q is writable", name)
 		}
 		// A host path is mounted at the same path under /host, where
-		// --path.rootfs=/host finds it.
-		if p := v.str("hostPath", "path"); p != "" && m.str("mountPath") != "/host"+p {
+		// --path.rootfs=/host finds it; tracefs at its own path.
+		if p := v.str("hostPath", "path"); p == tracefs {
+			if m.str("mountPath") != tracefs {
+				t.Errorf("tracefs mounted at %s, want %s", m.str("mountPath"), tracefs)
+			}
+		} else if p != "" && m.str("mountPath") != "/host"+p {
 			t.Errorf("host path %s mounted at %s, want /host%s", p, m.str("mountPath"), p)
 		}
+	}
+	// tracefs exactly when the acceptwait collector is on.
+	if mounted := mountPath(c, "tracefs") == tracefs; mounted != acceptWait {
+		t.Errorf("tracefs mounted: %v, --collector.acceptwait: %v", mounted, acceptWait)
 	}
 	for name := range volumes {
 		if !mounted[name] {
@@ -486,7 +548,6 @@ func checkDaemonSet(t *testing.T, ds obj) obj {
 			t.Error("/run/netns is not mounted with HostToContainer propagation: pods started later would be missed")
 		}
 	}
-	args := c.strings("args")
 	for _, want := range []string{"--path.procfs=/host/proc", "--path.rootfs=/host"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("args %q lack %s", args, want)

@@ -144,6 +144,12 @@ print without an exponent. Boolean flags: "always" gives --x or --no-x,
 {{- if include "listenq-exporter.webConfigSecret" . }}
 {{- $args = append $args (printf "--web.config.file=/etc/listenq-exporter/web/%s" $v.web.config.key) }}
 {{- end }}
+{{- $acceptWaitMethod := "" }}
+{{- if not (has (toString $v.acceptWait.method) (list "auto" "fexit" "tracepoint")) }}
+{{- fail (printf "acceptWait.method: %q, want auto, fexit or tracepoint" (toString $v.acceptWait.method)) }}
+{{- else if and $v.acceptWait.enabled (ne $v.acceptWait.method "auto") }}
+{{- $acceptWaitMethod = $v.acceptWait.method }}
+{{- end }}
 {{- $flags := list
   (list "web.telemetry-path" $v.web.telemetryPath)
   (list "web.max-requests" $v.web.maxRequests)
@@ -153,6 +159,8 @@ print without an exponent. Boolean flags: "always" gives --x or --no-x,
   (list "collector.unix" $v.collectors.unix "always")
   (list "collector.tcp.syn-queue" $v.collectors.tcpSynQueue "ifTrue")
   (list "collector.tcp.syn-queue.interval" $v.collectors.tcpSynQueueInterval)
+  (list "collector.acceptwait" $v.acceptWait.enabled "ifTrue")
+  (list "collector.acceptwait.method" $acceptWaitMethod)
   (list "filter.listener-include" $v.filter.listenerInclude)
   (list "filter.listener-exclude" $v.filter.listenerExclude)
   (list "filter.port-include" $v.filter.portInclude)
