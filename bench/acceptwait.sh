@@ -81,16 +81,7 @@ tracefs_before=$(findmnt -n -o TARGET /sys/kernel/tracing || true)
 cleanup() {
 	local rc=$?
 	set +e
-	if [[ -n $runner ]] && kill -0 "$runner" 2>/dev/null; then
-		local child deadline=$((SECONDS + 10))
-		read -r child _ <"/proc/$runner/task/$runner/children"
-		[[ -n $child ]] && kill -TERM "$child" 2>/dev/null
-		while ((SECONDS < deadline)) && kill -0 "$runner" 2>/dev/null; do
-			sleep 0.1
-		done
-		kill -KILL "$runner" 2>/dev/null
-		wait "$runner" 2>/dev/null
-	fi
+	[[ -n $runner ]] && stop_runner "$runner"
 	# The mount was private to the namespace; should one have leaked
 	# (propagation not private), take it back.
 	if [[ -z $tracefs_before && -n $(findmnt -n -o TARGET /sys/kernel/tracing) ]]; then

@@ -29,3 +29,19 @@ need_cmds() {
 		command -v "$cmd" >/dev/null || die "$cmd not found on PATH"
 	done
 }
+
+# stop_runner ends the unshare process PID whose child is the benchmark
+# program (PID 1 of its namespaces): TERM to the program, so it cleans up,
+# then KILL to unshare after 10 s. Everything else in the namespaces dies
+# with the program.
+stop_runner() {
+	local runner=$1 child deadline=$((SECONDS + 10))
+	kill -0 "$runner" 2>/dev/null || return 0
+	read -r child _ <"/proc/$runner/task/$runner/children"
+	[[ -n $child ]] && kill -TERM "$child" 2>/dev/null
+	while ((SECONDS < deadline)) && kill -0 "$runner" 2>/dev/null; do
+		sleep 0.1
+	done
+	kill -KILL "$runner" 2>/dev/null
+	wait "$runner" 2>/dev/null
+}

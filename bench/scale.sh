@@ -89,16 +89,7 @@ policy=""
 cleanup() {
 	local rc=$?
 	set +e
-	if [[ -n $runner ]] && kill -0 "$runner" 2>/dev/null; then
-		local child deadline=$((SECONDS + 10))
-		read -r child _ <"/proc/$runner/task/$runner/children"
-		[[ -n $child ]] && kill -TERM "$child" 2>/dev/null
-		while ((SECONDS < deadline)) && kill -0 "$runner" 2>/dev/null; do
-			sleep 0.1
-		done
-		kill -KILL "$runner" 2>/dev/null
-		wait "$runner" 2>/dev/null
-	fi
+	[[ -n $runner ]] && stop_runner "$runner"
 	[[ -n $policy ]] && rm -f "$policy"
 	rm -rf "$tmp"
 	exit "$rc"

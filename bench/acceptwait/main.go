@@ -74,11 +74,7 @@ func mainStatus() int {
 		return benchutil.UsageStatus("acceptwaitbench", err)
 	}
 	return benchutil.Run("acceptwaitbench", c.timeout, func(ctx context.Context) error {
-		err := run(ctx, c)
-		if err != nil && !errors.Is(err, benchutil.ErrGoalMissed) && ctx.Err() != nil {
-			err = fmt.Errorf("stopped (%w): %w", context.Cause(ctx), err)
-		}
-		return err
+		return run(ctx, c)
 	})
 }
 

@@ -123,11 +123,7 @@ func mainStatus() int {
 		return benchutil.UsageStatus("scalebench", err)
 	}
 	return benchutil.Run("scalebench", c.timeout, func(ctx context.Context) error {
-		err := run(ctx, c)
-		if err != nil && !errors.Is(err, benchutil.ErrGoalMissed) && ctx.Err() != nil {
-			err = fmt.Errorf("stopped (%w): %w", context.Cause(ctx), err)
-		}
-		return err
+		return run(ctx, c)
 	})
 }
 

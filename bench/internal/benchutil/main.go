@@ -57,6 +57,10 @@ func Run(name string, timeout time.Duration, run func(context.Context) error) in
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := run(ctx)
+	if err != nil && !errors.Is(err, ErrGoalMissed) && ctx.Err() != nil {
+		// Say that the run was cut short, not only what it was doing.
+		err = fmt.Errorf("stopped (%w): %w", context.Cause(ctx), err)
+	}
 	switch {
 	case errors.Is(err, ErrGoalMissed):
 		return 3
