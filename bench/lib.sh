@@ -45,3 +45,18 @@ stop_runner() {
 	kill -KILL "$runner" 2>/dev/null
 	wait "$runner" 2>/dev/null
 }
+
+# wait_runner waits for the benchmark started in the background as
+# $runner, at most SECONDS (the program bounds itself; this is the
+# backstop), clears runner so cleanup leaves it alone, and exits with the
+# program's status.
+wait_runner() {
+	local deadline=$((SECONDS + $1)) rc=0
+	while kill -0 "$runner" 2>/dev/null; do
+		((SECONDS < deadline)) || die "still running after $(($1 / 60)) minutes"
+		sleep 0.5
+	done
+	wait "$runner" || rc=$?
+	runner=""
+	exit "$rc"
+}

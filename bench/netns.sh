@@ -104,12 +104,4 @@ log "running in private PID, mount and network namespaces"
 unshare --net --pid --mount --fork --mount-proc --kill-child \
 	nice -n "$nice" "$bin/netnsbench" "${args[@]}" &
 runner=$!
-deadline=$((SECONDS + 720))
-while kill -0 "$runner" 2>/dev/null; do
-	((SECONDS < deadline)) || die "still running after 12 minutes"
-	sleep 0.5
-done
-rc=0
-wait "$runner" || rc=$?
-runner=""
-exit "$rc"
+wait_runner 720
