@@ -152,6 +152,16 @@ func TestAcceptWaitSeesABurstBetweenSamples(t *testing.T) {
 	if strings.Contains(body, "eBPF") {
 		t.Errorf("the sampler-only exporter's Help mentions eBPF")
 	}
+	// The Help says which source is in force.
+	body, err = testbin.Get(http.DefaultClient, url+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"listenq_queue_peak_length", "listenq_queue_full_seconds_total"} {
+		if !strings.Contains(grepLines(body, "# HELP "+name+" "), "exact, from the acceptwait collector's eBPF events") {
+			t.Errorf("%s Help does not name the events as its source:\n%s", name, grepLines(body, "# HELP "+name+" "))
+		}
+	}
 }
 
 // Without the privilege to load BPF programs the collector says so once
