@@ -251,7 +251,9 @@ static __always_inline void accepted(const struct sock *listener, const struct s
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(state_change, const struct sock *sk, int oldstate, int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	// Every TCP state change on the host passes here: the filters read the
+	// typed argument directly, with no helper call.
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
 		__u32 zero = 0;
@@ -281,9 +283,9 @@ int BPF_PROG(state_change, const struct sock *sk, int oldstate, int newstate)
 SEC("tp_btf/sk_data_ready")
 int BPF_PROG(data_ready, const struct sock *sk)
 {
-	// Every socket's wakeups pass here; only listeners' matter.
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN ||
-	    BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	// Every socket's wakeups pass here, one per packet of data: only
+	// listeners' matter, and the test reads the typed argument directly.
+	if (sk->__sk_common.skc_state != TCP_LISTEN || sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	joined(sk, bpf_ktime_get_ns());
 	return 0;
