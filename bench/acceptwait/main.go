@@ -529,7 +529,7 @@ func rusage() time.Duration {
 }
 
 func getpid() error {
-	syscall.RawSyscall(syscall.SYS_GETPID, 0, 0, 0)
+	_, _, _ = syscall.RawSyscall(syscall.SYS_GETPID, 0, 0, 0)
 	return nil
 }
 
