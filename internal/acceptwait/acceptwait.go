@@ -26,7 +26,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,11 +125,13 @@ type Options struct {
 // Start loads and attaches the programs. The error wraps ErrUnsupported
 // when nothing could load here, and says why for each method tried.
 func Start(opts Options) (*Tracer, error) {
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK, later ones
 	// to the memory cgroup. Raising the limit may be refused (no
-	// CAP_SYS_RESOURCE): harmless where cgroups are charged, and where not,
-	// the load below says so.
-	_ = rlimit.RemoveMemlock()
+	// CAP_SYS_RESOURCE): harmless where cgroups are charged, and where not
+	// the load below says so. Not cilium/ebpf's rlimit package: its init
+	// makes a bpf() call in every process that links it, collector on or
+	// off, which a seccomp filter without bpf (the systemd unit's) punishes.
+	_ = unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY})
 	spec, err := loadAcceptwait()
 	if err != nil {
 		return nil, err
