@@ -128,17 +128,16 @@ func parseFlags(args []string) (config, error) {
 
 // phase is one measurement with the tracer off (method "") or on.
 type phase struct {
-	method    string
-	conns     int64 // accepted by the application
-	wall      time.Duration
-	sysBusy   time.Duration // all CPUs' busy time, /proc/stat
-	procCPU   time.Duration // this process, getrusage
-	getpidNs  float64
-	readNs    float64
-	seen      acceptwait.Figures
-	seenOK    bool
-	counters  acceptwait.Counters
-	countErrs error
+	method   string
+	conns    int64 // accepted by the application
+	wall     time.Duration
+	sysBusy  time.Duration // all CPUs' busy time, /proc/stat
+	procCPU  time.Duration // this process, getrusage
+	getpidNs float64
+	readNs   float64
+	seen     acceptwait.Figures
+	seenOK   bool
+	counters acceptwait.Counters
 }
 
 func (p phase) rate() float64 { return float64(p.conns) / p.wall.Seconds() }
@@ -284,10 +283,10 @@ func measure(ctx context.Context, c config, method string, d time.Duration, sysc
 		if tr == nil {
 			return
 		}
-		var all map[uint64]acceptwait.Figures
-		if all, readErr = tr.Read(); readErr == nil {
-			p.seen, p.seenOK = all[cookie]
-			p.counters, p.countErrs = tr.Counters()
+		var r acceptwait.Reading
+		if r, readErr = tr.Read(); readErr == nil {
+			p.seen, p.seenOK = r.Listeners[cookie]
+			p.counters = r.Counters
 		}
 	}
 	if err := storm(ctx, c, lfd, d, &p, read); err != nil {
@@ -653,9 +652,9 @@ func report(c config, methods []string, unavailable map[string]error, res map[st
 		if n := len(res[m]); n > 0 {
 			p := res[m][n-1]
 			cs := p.counters
-			fmt.Fprintf(&b, "\nTracer counters after the last %s storm (%d accepted by the app; error: %v): joins %d (without cookie %d), accepts %d "+
+			fmt.Fprintf(&b, "\nTracer counters after the last %s storm (%d accepted by the app): joins %d (without cookie %d), accepts %d "+
 				"(unseen %d, no cookie %d), children accepted %d, closed %d, evicted %d; listeners new %d, closed %d, now %d.\n",
-				m, p.conns, p.countErrs, cs.Joins, cs.JoinsWithoutCookie, cs.Accepts, cs.AcceptsUnseen, cs.AcceptsNoCookie,
+				m, p.conns, cs.Joins, cs.JoinsWithoutCookie, cs.Accepts, cs.AcceptsUnseen, cs.AcceptsNoCookie,
 				cs.ChildrenAccepted, cs.ChildrenClosed, cs.ChildrenEvicted, cs.ListenersNew, cs.ListenersClosed, cs.Listeners)
 		}
 	}

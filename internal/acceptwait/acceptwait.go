@@ -48,8 +48,6 @@ type Figures struct {
 	Timed   uint64
 	WaitSum float64 // seconds
 	Buckets [NumBuckets]uint64
-	Length  uint32 // queue length after the last event
-	Limit   uint32
 	// FullSeconds is the time the queue was full (length above limit),
 	// including a period still running.
 	FullSeconds float64
@@ -76,24 +74,24 @@ type Counters struct {
 // concurrent use.
 type Tracer struct {
 	method string
-	bounds [numBounds]float64 // seconds
+	bounds []float64 // seconds
 	objs   tracerObjects
 	links  []link.Link
-	extra  []closer // what only one method loads
+	// progs are what only one method loads, closed with the Tracer.
+	progs []*ebpf.Program
 
 	// mu serialises Advance: one epoch at a time.
 	mu    sync.Mutex
 	epoch uint32
 }
 
-// tracerObjects is what every method loads: the join program and the maps.
+// tracerObjects is what every method loads: the join programs and every
+// map (the accept programs' own map, accepting, is small and empty unless
+// the tracepoints use it).
 type tracerObjects struct {
+	acceptwaitMaps
 	StateChange *ebpf.Program  `ebpf:"state_change"`
 	DataReady   *ebpf.Program  `ebpf:"data_ready"`
-	Parking     *ebpf.Map      `ebpf:"parking"`
-	Listeners   *ebpf.Map      `ebpf:"listeners"`
-	Children    *ebpf.Map      `ebpf:"children"`
-	Stats       *ebpf.Map      `ebpf:"stats"`
 	Epoch       *ebpf.Variable `ebpf:"epoch"`
 }
 
@@ -104,7 +102,6 @@ type fexitObjects struct {
 
 type tracepointObjects struct {
 	tracerObjects
-	Accepting    *ebpf.Map     `ebpf:"accepting"`
 	EnterAccept  *ebpf.Program `ebpf:"enter_accept"`
 	EnterAccept4 *ebpf.Program `ebpf:"enter_accept4"`
 	ExitAccept   *ebpf.Program `ebpf:"exit_accept"`
@@ -118,7 +115,7 @@ type Options struct {
 	// MaxWaiting and MaxListeners size the maps of connections waiting to
 	// be accepted and of listeners; 0 keeps the object's sizes (65536 and
 	// 16384). A full map evicts its least recently used entry, and
-	// Counters counts what it evicted.
+	// Reading.Counters counts what it evicted.
 	MaxWaiting, MaxListeners uint32
 }
 
@@ -136,9 +133,9 @@ func Start(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	var bounds [numBounds]uint64
-	if err := spec.Variables["wait_bounds_ns"].Get(&bounds); err != nil {
-		return nil, fmt.Errorf("reading the bucket bounds from the BPF object: %w", err)
+	bounds, err := boundsOf(spec)
+	if err != nil {
+		return nil, err
 	}
 	if opts.MaxWaiting > 0 {
 		spec.Maps["children"].MaxEntries = opts.MaxWaiting
@@ -154,9 +151,7 @@ func Start(opts Options) (*Tracer, error) {
 	for _, m := range methods {
 		t, err := start(spec, m)
 		if err == nil {
-			for i, b := range bounds {
-				t.bounds[i] = float64(b) / 1e9
-			}
+			t.bounds = bounds
 			return t, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", m, err))
@@ -188,7 +183,7 @@ func (t *Tracer) startFexit(spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("loading: %w", err)
 	}
 	t.objs = o.tracerObjects
-	t.closers(o.AcceptExit)
+	t.progs = []*ebpf.Program{o.AcceptExit}
 	if err := t.attachJoin(); err != nil {
 		return err
 	}
@@ -206,7 +201,7 @@ func (t *Tracer) startTracepoints(spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("loading: %w", err)
 	}
 	t.objs = o.tracerObjects
-	t.closers(o.Accepting, o.EnterAccept, o.EnterAccept4, o.ExitAccept, o.ExitAccept4)
+	t.progs = []*ebpf.Program{o.EnterAccept, o.EnterAccept4, o.ExitAccept, o.ExitAccept4}
 	if err := t.attachJoin(); err != nil {
 		return err
 	}
@@ -231,16 +226,6 @@ func (t *Tracer) startTracepoints(spec *ebpf.CollectionSpec) error {
 	return nil
 }
 
-type closer interface{ Close() error }
-
-func (t *Tracer) closers(cs ...closer) {
-	for _, c := range cs {
-		if c != nil {
-			t.extra = append(t.extra, c)
-		}
-	}
-}
-
 func (t *Tracer) attachJoin() error {
 	for _, p := range []struct {
 		name string
@@ -259,7 +244,29 @@ func (t *Tracer) attachJoin() error {
 func (t *Tracer) Method() string { return t.method }
 
 // Bounds are the histogram's upper bounds in seconds, +Inf left out.
-func (t *Tracer) Bounds() []float64 { return t.bounds[:] }
+func (t *Tracer) Bounds() []float64 { return t.bounds }
+
+// Bounds are the histogram's upper bounds in seconds, +Inf left out, as
+// the BPF object defines them; reading them loads nothing into the kernel.
+func Bounds() ([]float64, error) {
+	spec, err := loadAcceptwait()
+	if err != nil {
+		return nil, err
+	}
+	return boundsOf(spec)
+}
+
+func boundsOf(spec *ebpf.CollectionSpec) ([]float64, error) {
+	var ns [numBounds]uint64
+	if err := spec.Variables["wait_bounds_ns"].Get(&ns); err != nil {
+		return nil, fmt.Errorf("reading the bucket bounds from the BPF object: %w", err)
+	}
+	out := make([]float64, numBounds)
+	for i, b := range ns {
+		out[i] = float64(b) / 1e9
+	}
+	return out, nil
+}
 
 // Close detaches the programs and frees the maps.
 func (t *Tracer) Close() error {
@@ -267,14 +274,12 @@ func (t *Tracer) Close() error {
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
 	}
-	for _, c := range []closer{t.objs.StateChange, t.objs.DataReady, t.objs.Parking, t.objs.Listeners, t.objs.Children, t.objs.Stats} {
-		if c != nil {
-			errs = append(errs, c.Close())
-		}
+	// Closing a nil program or map is a no-op: a load that failed half
+	// way is closed the same way.
+	for _, p := range append(t.progs, t.objs.StateChange, t.objs.DataReady) {
+		errs = append(errs, p.Close())
 	}
-	for _, c := range t.extra {
-		errs = append(errs, c.Close())
-	}
+	errs = append(errs, t.objs.Close()) // the maps
 	return errors.Join(errs...)
 }
 

@@ -4,13 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
 	"os"
 	"runtime"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/listenq/listenq_exporter/internal/acceptwait"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
@@ -19,11 +16,11 @@ import (
 
 // startTracer loads the programs with the cheapest method this kernel
 // allows. Under CI=true a kernel that refuses them fails the test.
-func startTracer(t *testing.T) *acceptwait.Tracer {
+func startTracer(t *testing.T, opts acceptwait.Options) *acceptwait.Tracer {
 	t.Helper()
 	testns.Require(t)
 	testns.EnsureTracefs(t)
-	tr, err := acceptwait.Start(acceptwait.Options{})
+	tr, err := acceptwait.Start(opts)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("start: %v (CI=true, so this is a failure, not a skip)", err)
@@ -64,70 +61,37 @@ func cookieOf(t *testing.T, l *testns.Listener) uint64 {
 	return 0
 }
 
-// dial connects n clients to addr; the kernel completes each handshake and
-// queues the connection whether or not anyone accepts it.
-func dial(t *testing.T, addr netip.AddrPort, n int) []int {
+// read reads the tracer and returns l's figures and the counters.
+func read(t *testing.T, tr *acceptwait.Tracer, cookie uint64) (acceptwait.Figures, acceptwait.Counters) {
 	t.Helper()
-	fds := make([]int, 0, n)
-	for range n {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fds = append(fds, fd)
-		a := addr.Addr().As4()
-		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a}); err != nil {
-			t.Fatalf("connect: %v", err)
-		}
-	}
-	t.Cleanup(func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	})
-	return fds
-}
-
-func accept(t *testing.T, l *testns.Listener) {
-	t.Helper()
-	fd, _, err := unix.Accept4(l.FD, unix.SOCK_CLOEXEC)
-	if err != nil {
-		t.Fatalf("accept: %v", err)
-	}
-	unix.Close(fd)
-}
-
-func figures(t *testing.T, tr *acceptwait.Tracer, cookie uint64) acceptwait.Figures {
-	t.Helper()
-	all, err := tr.Read()
+	r, err := tr.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, ok := all[cookie]
+	f, ok := r.Listeners[cookie]
 	if !ok {
-		t.Fatalf("no figures for cookie %d; have %d listeners", cookie, len(all))
+		t.Fatalf("no figures for cookie %d; have %d listeners", cookie, len(r.Listeners))
 	}
-	return f
+	return f, r.Counters
 }
 
 // The timing test: the first connection is accepted after 1.0 s,
 // then one every 0.2 s; all joined at once.
 func TestWaitsMatchAcceptTimes(t *testing.T) {
-	tr := startTracer(t)
+	tr := startTracer(t, acceptwait.Options{})
 	l := testns.ListenTCP(t, "127.0.0.1:0", 16, false)
 	cookie := cookieOf(t, l)
 	const n = 5
 	start := time.Now()
-	dial(t, l.Addr, n)
+	testns.DialTCP(t, l.Addr, n)
 	var want float64
 	for i := range n {
 		at := time.Second + time.Duration(i)*200*time.Millisecond
 		time.Sleep(time.Until(start.Add(at)))
-		accept(t, l)
+		l.Accept(t)
 		want += time.Since(start).Seconds()
 	}
-	f := figures(t, tr, cookie)
-	c, _ := tr.Counters()
+	f, c := read(t, tr, cookie)
 	t.Logf("counters %+v", c)
 	if f.Accepted != n || f.Timed != n {
 		t.Fatalf("accepted %d, timed %d; want %d", f.Accepted, f.Timed, n)
@@ -164,44 +128,41 @@ func TestUnsupportedMethodIsAnError(t *testing.T) {
 // Connections never accepted leave no record once they close, and a
 // closed listener takes its state and its queue's records with it.
 func TestNoEntriesLeftBehind(t *testing.T) {
-	tr := startTracer(t)
+	tr := startTracer(t, acceptwait.Options{})
 	l := testns.ListenTCP(t, "127.0.0.1:0", 16, false)
 	cookie := cookieOf(t, l)
-	fds := dial(t, l.Addr, 4)
+	clients := testns.NewClients(t)
+	clients.DialTCP(l.Addr, 4)
 	waitFor(t, func() (bool, string) {
 		n := waiting(t, tr, cookie)
 		return n == 4, fmt.Sprintf("%d recorded, want 4", n)
 	})
 	// Two clients give up with a reset: their children close in the queue.
-	for _, fd := range fds[:2] {
-		if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
-			t.Fatal(err)
-		}
-		unix.Close(fd)
-	}
+	clients.CloseOne(0, true)
+	clients.CloseOne(1, true)
 	waitFor(t, func() (bool, string) {
 		n := waiting(t, tr, cookie)
 		return n == 2, fmt.Sprintf("%d recorded after two resets, want 2", n)
 	})
 	// A client that closes politely leaves its connection acceptable (it
 	// stays queued, CLOSE_WAIT); the listener closing drops it and the rest.
-	unix.Close(fds[2])
+	clients.CloseOne(2, false)
 	l.Close()
 	waitFor(t, func() (bool, string) {
 		n := waiting(t, tr, cookie)
-		all, err := tr.Read()
+		r, err := tr.Read()
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, has := all[cookie]
+		_, has := r.Listeners[cookie]
 		return n == 0 && !has, fmt.Sprintf("%d children recorded, listener state kept: %v", n, has)
 	})
-	c, err := tr.Counters()
+	r, err := tr.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ChildrenEvicted != 0 || c.ListenersEvicted != 0 {
-		t.Errorf("evictions counted without map pressure: %+v", c)
+	if c := r.Counters; c.ChildrenEvicted != 0 || c.ListenersEvicted != 0 {
+		t.Errorf("evictions counted without map pressure: %+v", r.Counters)
 	}
 }
 
@@ -223,28 +184,15 @@ func waitFor(t *testing.T, cond func() (bool, string)) {
 // accepts are still all counted, the evicted ones untimed, and the
 // evictions counted.
 func TestEvictionsAreCounted(t *testing.T) {
-	testns.Require(t)
-	testns.EnsureTracefs(t)
-	tr, err := acceptwait.Start(acceptwait.Options{MaxWaiting: 8})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("start: %v (CI=true, so this is a failure, not a skip)", err)
-		}
-		t.Skipf("start: %v", err)
-	}
-	t.Cleanup(func() { tr.Close() })
+	tr := startTracer(t, acceptwait.Options{MaxWaiting: 8})
 	l := testns.ListenTCP(t, "127.0.0.1:0", 64, false)
 	cookie := cookieOf(t, l)
 	const n = 40
-	dial(t, l.Addr, n)
+	testns.DialTCP(t, l.Addr, n)
 	for range n {
-		accept(t, l)
+		l.Accept(t)
 	}
-	f := figures(t, tr, cookie)
-	c, err := tr.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, c := read(t, tr, cookie)
 	t.Logf("figures %+v\ncounters %+v", f, c)
 	if f.Accepted != n {
 		t.Errorf("accepted %d, want %d", f.Accepted, n)

@@ -7,20 +7,31 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Read returns every listener's figures, keyed by socket cookie.
-func (t *Tracer) Read() (map[uint64]Figures, error) {
+// Reading is one read of the programs' state.
+type Reading struct {
+	Listeners map[uint64]Figures // by socket cookie
+	Counters  Counters
+}
+
+// Read returns every listener's figures, keyed by socket cookie, and the
+// counters; the listeners map is walked once for both.
+func (t *Tracer) Read() (Reading, error) {
 	now := monotonicNs()
-	out := map[uint64]Figures{}
+	r := Reading{Listeners: map[uint64]Figures{}}
 	err := t.each(func(cookie uint64, st *acceptwaitListenerState) {
-		out[cookie] = t.figures(st, now)
+		r.Listeners[cookie] = t.figures(st, now)
 	})
-	return out, err
+	if err != nil {
+		return r, err
+	}
+	r.Counters, err = t.counters(len(r.Listeners))
+	return r, err
 }
 
 func (t *Tracer) figures(st *acceptwaitListenerState, now uint64) Figures {
 	f := Figures{
 		Netns: st.Netns, Accepted: st.Accepted, Timed: st.Timed,
-		WaitSum: float64(st.WaitSumNs) / 1e9, Length: st.Length, Limit: st.Limit,
+		WaitSum: float64(st.WaitSumNs) / 1e9,
 	}
 	var cum uint64
 	for i, n := range st.Buckets {
@@ -57,7 +68,7 @@ func (t *Tracer) each(fn func(uint64, *acceptwaitListenerState)) error {
 // Advance ends the current peak round and starts the next. It returns, for
 // every listener with events in the round that ended, the highest queue
 // length an event saw; listeners without events kept the length of their
-// last event, which their Figures give.
+// last event.
 func (t *Tracer) Advance() (map[uint64]uint32, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -80,8 +91,9 @@ func (t *Tracer) Advance() (map[uint64]uint32, error) {
 	return peaks, err
 }
 
-// Counters reads the programs' counters and the maps' sizes.
-func (t *Tracer) Counters() (Counters, error) {
+// counters reads the programs' counters and the children map's size;
+// listeners is the listeners map's.
+func (t *Tracer) counters(listeners int) (Counters, error) {
 	var c Counters
 	sums := make([]uint64, numStats)
 	for i := range sums {
@@ -101,9 +113,7 @@ func (t *Tracer) Counters() (Counters, error) {
 	if c.Children, err = count(t.objs.Children); err != nil {
 		return c, err
 	}
-	if c.Listeners, err = count(t.objs.Listeners); err != nil {
-		return c, err
-	}
+	c.Listeners = listeners
 	c.ChildrenCapacity = int(t.objs.Children.MaxEntries())
 	c.ListenersCapacity = int(t.objs.Listeners.MaxEntries())
 	// Every record ends by accept, close or eviction: what neither

@@ -137,10 +137,29 @@ func (c *Clients) DialTCP(addr netip.AddrPort, n int) {
 	}
 }
 
+// CloseOne closes the i-th client dialled; with abort it sends a reset
+// (SO_LINGER 0), as a client that gives up does, instead of a FIN.
+func (c *Clients) CloseOne(i int, abort bool) {
+	c.t.Helper()
+	fd := c.fds[i]
+	if fd < 0 {
+		return
+	}
+	if abort {
+		if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+			c.t.Fatalf("SO_LINGER: %v", err)
+		}
+	}
+	unix.Close(fd)
+	c.fds[i] = -1
+}
+
 // Close closes every client of the group.
 func (c *Clients) Close() {
 	for _, fd := range c.fds {
-		unix.Close(fd)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 	c.fds = nil
 }
