@@ -58,8 +58,21 @@ func listenerLabelValueNames() []string {
 	return names
 }
 
+// eventSource is what the collector reads: an acceptwait.Tracer, or a fake
+// in the exposition tests.
+type eventSource interface {
+	Method() string
+	Bounds() []float64
+	Read() (acceptwait.Reading, error)
+	Advance() (map[uint64]uint32, error)
+	Close() error
+}
+
+// startEvents starts the event source; the exposition tests replace it.
+var startEvents = func(opts acceptwait.Options) (eventSource, error) { return acceptwait.Start(opts) }
+
 type acceptWaitCollector struct {
-	tracer *acceptwait.Tracer
+	tracer eventSource
 	logger *slog.Logger
 	// err says why nothing could load; every Update returns it.
 	err error
@@ -70,7 +83,7 @@ func newAcceptWaitCollector(d Deps) (Collector, error) {
 	if acceptWaitMethod != nil && *acceptWaitMethod != "auto" {
 		method = *acceptWaitMethod
 	}
-	t, err := acceptwait.Start(acceptwait.Options{Method: method})
+	t, err := startEvents(acceptwait.Options{Method: method})
 	if err != nil {
 		// The exporter runs on without it; the registry logs this once.
 		return &acceptWaitCollector{err: fmt.Errorf("%w: %w", errUnsupported, err)}, nil
@@ -97,14 +110,14 @@ func (c *acceptWaitCollector) Update(s Scrape) error {
 	if c.err != nil {
 		return c.err
 	}
-	if err := s.waits.read(); err != nil {
-		return err
-	}
-	s.Metrics <- prometheus.MustNewConstMetric(acceptWaitMethodDesc, prometheus.GaugeValue, 1, c.tracer.Method())
-	n, err := c.tracer.Counters()
+	r, err := c.tracer.Read()
 	if err != nil {
 		return err
 	}
+	// The scrape's export attributes the figures to the listeners it read.
+	s.waits.figs = r.Listeners
+	s.Metrics <- prometheus.MustNewConstMetric(acceptWaitMethodDesc, prometheus.GaugeValue, 1, c.tracer.Method())
+	n := r.Counters
 	for _, m := range []struct {
 		name              string
 		entries, capacity int
@@ -125,12 +138,12 @@ func (c *acceptWaitCollector) Update(s Scrape) error {
 // eventStats is the acceptwait collector's part in every scrape and
 // sampler round.
 type eventStats struct {
-	tracer *acceptwait.Tracer
+	tracer eventSource
 	// help replaces the Help of the metrics the events make exact.
 	help [numListenerMetrics]string
 }
 
-func newEventStats(t *acceptwait.Tracer) *eventStats {
+func newEventStats(t eventSource) *eventStats {
 	e := &eventStats{tracer: t}
 	e.help[mPeak] = "Highest listen-queue length over the trailing --sampler.window. TCP listeners: exact, from the acceptwait collector's eBPF events, which see every change; unix listeners: the highest the background sampler saw."
 	e.help[mFullSeconds] = "Seconds this listen queue was full (length above limit), when new connections are dropped or refused. TCP listeners: exact, from the acceptwait collector's eBPF events (from the queue's first event on); unix listeners: estimated from samples every --sampler.interval."
@@ -169,12 +182,6 @@ type waitBatch struct {
 type waitRow struct {
 	labels *labelSet
 	f      acceptwait.Figures
-}
-
-func (w *waitBatch) read() error {
-	figs, err := w.e.tracer.Read()
-	w.figs = figs
-	return err
 }
 
 // attribute gives an exported TCP listener its event figures: the full

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/listenq/listenq_exporter/internal/acceptwait"
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
@@ -74,13 +75,13 @@ IpExt: 0
 var fakeListeners = map[uint8][]sockdiag.InetSocket{
 	sockdiag.FamilyINet: {
 		{Family: sockdiag.FamilyINet, State: sockdiag.StateListen, Local: netip.MustParseAddrPort("0.0.0.0:80"),
-			RQueue: 12, WQueue: 511, Inode: 1001, Drops: 42, HasDrops: true},
+			RQueue: 12, WQueue: 511, Inode: 1001, Cookie: 0x1001, Drops: 42, HasDrops: true},
 		{Family: sockdiag.FamilyINet, State: sockdiag.StateListen, Local: netip.MustParseAddrPort("0.0.0.0:80"),
-			RQueue: 12, WQueue: 511, Inode: 1001, Drops: 42, HasDrops: true},
+			RQueue: 12, WQueue: 511, Inode: 1001, Cookie: 0x1001, Drops: 42, HasDrops: true},
 	},
 	sockdiag.FamilyINet6: {
 		{Family: sockdiag.FamilyINet6, State: sockdiag.StateListen, Local: netip.MustParseAddrPort("[::]:8443"),
-			RQueue: 0, WQueue: 4096, Inode: 2002, Drops: 0, HasDrops: true},
+			RQueue: 0, WQueue: 4096, Inode: 2002, Cookie: 0x2002, Drops: 0, HasDrops: true},
 	},
 }
 
@@ -126,6 +127,60 @@ func TestGoldenExposition(t *testing.T) {
 	// peaks are the lengths read, and time full starts at 0.
 	s.round()
 	golden := filepath.Join("testdata", "exposition.prom")
+	if *update {
+		writeExposition(t, reg, golden)
+	}
+	f, err := os.Open(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := testutil.GatherAndCompare(reg, f, exposedNames(t, reg)...); err != nil {
+		t.Error(err)
+	}
+}
+
+// fakeEvents stands for the acceptwait collector's BPF programs: the
+// nginx listener (cookie 0x1001) has events, the IPv6 one none.
+type fakeEvents struct{ bounds []float64 }
+
+func (fakeEvents) Method() string      { return acceptwait.MethodTracepoint }
+func (f fakeEvents) Bounds() []float64 { return f.bounds }
+func (fakeEvents) Close() error        { return nil }
+func (fakeEvents) Advance() (map[uint64]uint32, error) {
+	// A burst to 512 between two samples that read 12.
+	return map[uint64]uint32{0x1001: 512}, nil
+}
+
+func (fakeEvents) Read() (acceptwait.Reading, error) {
+	f := acceptwait.Figures{Accepted: 9, Timed: 7, WaitSum: 3.5, FullSeconds: 1.25}
+	copy(f.Buckets[:], []uint64{0, 0, 1, 1, 1, 2, 2, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7})
+	return acceptwait.Reading{
+		Listeners: map[uint64]acceptwait.Figures{0x1001: f},
+		Counters: acceptwait.Counters{
+			Children: 3, ChildrenCapacity: 65536, ChildrenEvicted: 4,
+			Listeners: 1, ListenersCapacity: 16384, ListenersEvicted: 0,
+			AcceptsUnseen: 2, JoinsWithoutCookie: 1,
+		},
+	}, nil
+}
+
+// TestGoldenExpositionAcceptWait pins what the acceptwait collector adds
+// and changes: the wait histograms and accept counters of TCP listeners
+// (zeros for one without events), the peak and full time taken from the
+// events, their Help, and the collector's own health.
+func TestGoldenExpositionAcceptWait(t *testing.T) {
+	bounds, err := acceptwait.Bounds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := startEvents
+	startEvents = func(acceptwait.Options) (eventSource, error) { return fakeEvents{bounds}, nil }
+	t.Cleanup(func() { startEvents = orig })
+	s := NewSampler(time.Hour, time.Minute, 0, discardLogger())
+	reg := newFakeRegistry(t, fixture(t, fixtureNetstat), fakeKernelDial(t), s, append(inetCollectors, "unix", "acceptwait")...)
+	s.round()
+	golden := filepath.Join("testdata", "exposition-acceptwait.prom")
 	if *update {
 		writeExposition(t, reg, golden)
 	}

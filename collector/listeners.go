@@ -17,7 +17,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/listenq/listenq_exporter/internal/acceptwait"
 	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/sampler"
@@ -50,9 +49,6 @@ type Listener struct {
 	// Set by SYN-queue counting.
 	SynQueue    uint32
 	HasSynQueue bool
-	// Wait is what the acceptwait collector's events recorded (TCP only,
-	// nil when it is off).
-	Wait *acceptwait.Figures
 }
 
 // The per-listener metrics, in the order of listenerRow.values.
