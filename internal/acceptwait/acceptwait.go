@@ -86,8 +86,7 @@ type Tracer struct {
 }
 
 // tracerObjects is what every method loads: the join programs and every
-// map (the accept programs' own map, accepting, is small and empty unless
-// the tracepoints use it).
+// map.
 type tracerObjects struct {
 	acceptwaitMaps
 	StateChange *ebpf.Program  `ebpf:"state_change"`
@@ -102,10 +101,8 @@ type fexitObjects struct {
 
 type tracepointObjects struct {
 	tracerObjects
-	EnterAccept  *ebpf.Program `ebpf:"enter_accept"`
-	EnterAccept4 *ebpf.Program `ebpf:"enter_accept4"`
-	ExitAccept   *ebpf.Program `ebpf:"exit_accept"`
-	ExitAccept4  *ebpf.Program `ebpf:"exit_accept4"`
+	ExitAccept  *ebpf.Program `ebpf:"exit_accept"`
+	ExitAccept4 *ebpf.Program `ebpf:"exit_accept4"`
 }
 
 // Options choose how Start attaches.
@@ -201,7 +198,7 @@ func (t *Tracer) startTracepoints(spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("loading: %w", err)
 	}
 	t.objs = o.tracerObjects
-	t.progs = []*ebpf.Program{o.EnterAccept, o.EnterAccept4, o.ExitAccept, o.ExitAccept4}
+	t.progs = []*ebpf.Program{o.ExitAccept, o.ExitAccept4}
 	if err := t.attachJoin(); err != nil {
 		return err
 	}
@@ -214,7 +211,6 @@ func (t *Tracer) startTracepoints(spec *ebpf.CollectionSpec) error {
 		name string
 		prog *ebpf.Program
 	}{
-		{"sys_enter_accept4", o.EnterAccept4}, {"sys_enter_accept", o.EnterAccept},
 		{"sys_exit_accept4", o.ExitAccept4}, {"sys_exit_accept", o.ExitAccept},
 	} {
 		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)

@@ -14,9 +14,10 @@ import (
 )
 
 type acceptwaitChild struct {
-	_        structs.HostLayout
-	JoinedNs uint64
-	Listener uint64
+	_          structs.HostLayout
+	JoinedNs   uint64
+	Listener   uint64
+	ListenerSk uint64
 }
 
 type acceptwaitListenerState struct {
@@ -38,26 +39,26 @@ type acceptwaitParked struct {
 	_     structs.HostLayout
 	Child uint64
 	AtNs  uint64
+	Net   uint64
+	Port  uint32
+	Pad   uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	acceptwaitMapAccepting     = "accepting"
-	acceptwaitMapChildren      = "children"
-	acceptwaitMapListeners     = "listeners"
-	acceptwaitMapParking       = "parking"
-	acceptwaitMapStats         = "stats"
-	acceptwaitProgAcceptExit   = "accept_exit"
-	acceptwaitProgDataReady    = "data_ready"
-	acceptwaitProgEnterAccept  = "enter_accept"
-	acceptwaitProgEnterAccept4 = "enter_accept4"
-	acceptwaitProgExitAccept   = "exit_accept"
-	acceptwaitProgExitAccept4  = "exit_accept4"
-	acceptwaitProgStateChange  = "state_change"
-	acceptwaitVarEpoch         = "epoch"
-	acceptwaitVarWaitBoundsNs  = "wait_bounds_ns"
+	acceptwaitMapChildren     = "children"
+	acceptwaitMapListeners    = "listeners"
+	acceptwaitMapParking      = "parking"
+	acceptwaitMapStats        = "stats"
+	acceptwaitProgAcceptExit  = "accept_exit"
+	acceptwaitProgDataReady   = "data_ready"
+	acceptwaitProgExitAccept  = "exit_accept"
+	acceptwaitProgExitAccept4 = "exit_accept4"
+	acceptwaitProgStateChange = "state_change"
+	acceptwaitVarEpoch        = "epoch"
+	acceptwaitVarWaitBoundsNs = "wait_bounds_ns"
 )
 
 // loadAcceptwait returns the embedded CollectionSpec for acceptwait.
@@ -102,20 +103,17 @@ type acceptwaitSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type acceptwaitProgramSpecs struct {
-	AcceptExit   *ebpf.ProgramSpec `ebpf:"accept_exit"`
-	DataReady    *ebpf.ProgramSpec `ebpf:"data_ready"`
-	EnterAccept  *ebpf.ProgramSpec `ebpf:"enter_accept"`
-	EnterAccept4 *ebpf.ProgramSpec `ebpf:"enter_accept4"`
-	ExitAccept   *ebpf.ProgramSpec `ebpf:"exit_accept"`
-	ExitAccept4  *ebpf.ProgramSpec `ebpf:"exit_accept4"`
-	StateChange  *ebpf.ProgramSpec `ebpf:"state_change"`
+	AcceptExit  *ebpf.ProgramSpec `ebpf:"accept_exit"`
+	DataReady   *ebpf.ProgramSpec `ebpf:"data_ready"`
+	ExitAccept  *ebpf.ProgramSpec `ebpf:"exit_accept"`
+	ExitAccept4 *ebpf.ProgramSpec `ebpf:"exit_accept4"`
+	StateChange *ebpf.ProgramSpec `ebpf:"state_change"`
 }
 
 // acceptwaitMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type acceptwaitMapSpecs struct {
-	Accepting *ebpf.MapSpec `ebpf:"accepting"`
 	Children  *ebpf.MapSpec `ebpf:"children"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
 	Parking   *ebpf.MapSpec `ebpf:"parking"`
@@ -150,7 +148,6 @@ func (o *acceptwaitObjects) Close() error {
 //
 // It can be passed to loadAcceptwaitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type acceptwaitMaps struct {
-	Accepting *ebpf.Map `ebpf:"accepting"`
 	Children  *ebpf.Map `ebpf:"children"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
 	Parking   *ebpf.Map `ebpf:"parking"`
@@ -159,7 +156,6 @@ type acceptwaitMaps struct {
 
 func (m *acceptwaitMaps) Close() error {
 	return _AcceptwaitClose(
-		m.Accepting,
 		m.Children,
 		m.Listeners,
 		m.Parking,
@@ -179,21 +175,17 @@ type acceptwaitVariables struct {
 //
 // It can be passed to loadAcceptwaitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type acceptwaitPrograms struct {
-	AcceptExit   *ebpf.Program `ebpf:"accept_exit"`
-	DataReady    *ebpf.Program `ebpf:"data_ready"`
-	EnterAccept  *ebpf.Program `ebpf:"enter_accept"`
-	EnterAccept4 *ebpf.Program `ebpf:"enter_accept4"`
-	ExitAccept   *ebpf.Program `ebpf:"exit_accept"`
-	ExitAccept4  *ebpf.Program `ebpf:"exit_accept4"`
-	StateChange  *ebpf.Program `ebpf:"state_change"`
+	AcceptExit  *ebpf.Program `ebpf:"accept_exit"`
+	DataReady   *ebpf.Program `ebpf:"data_ready"`
+	ExitAccept  *ebpf.Program `ebpf:"exit_accept"`
+	ExitAccept4 *ebpf.Program `ebpf:"exit_accept4"`
+	StateChange *ebpf.Program `ebpf:"state_change"`
 }
 
 func (p *acceptwaitPrograms) Close() error {
 	return _AcceptwaitClose(
 		p.AcceptExit,
 		p.DataReady,
-		p.EnterAccept,
-		p.EnterAccept4,
 		p.ExitAccept,
 		p.ExitAccept4,
 		p.StateChange,

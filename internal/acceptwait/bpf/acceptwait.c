@@ -12,7 +12,8 @@
 // both sockets.
 //
 // Leave: accept() returns the child: at fexit of inet_csk_accept where BPF
-// trampolines load, else at the exit of the accept and accept4 syscalls.
+// trampolines load, else at the exit of the accept and accept4 syscalls,
+// where the child's join record names its listener.
 //
 // Listeners are keyed by socket cookie, unique on the host across network
 // namespaces (the exporter's inet_diag dumps give every listener one and
@@ -56,13 +57,17 @@ struct listener_state {
 
 struct child {
 	__u64 joined_ns;
-	__u64 listener; // cookie
+	__u64 listener;    // cookie
+	__u64 listener_sk; // struct sock address: alive while its child waits
 };
 
 // A child that just became ESTABLISHED, waiting for its listener's wakeup.
 struct parked {
 	__u64 child; // struct sock address
 	__u64 at_ns;
+	__u64 net;  // the child's struct net address
+	__u32 port; // the child's local port
+	__u32 pad;
 };
 
 // The wakeup follows the state change within microseconds; a parked child
@@ -76,7 +81,7 @@ enum {
 	STAT_JOIN_NO_COOKIE, // listener never dumped yet: no cookie to key it
 	STAT_ACCEPTS,
 	STAT_ACCEPT_UNSEEN,    // accepted child with no join record
-	STAT_ACCEPT_NO_COOKIE, // accepting listener without a cookie
+	STAT_ACCEPT_NO_COOKIE, // accepting listener without a cookie, or not found
 	STAT_CHILD_CLOSED,     // child closed before accept() took it
 	STAT_CHILD_ACCEPTED,   // join records removed by accept
 	STAT_LISTENERS_NEW,
@@ -104,15 +109,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct parked);
 } parking SEC(".maps");
-
-// The listening fd of each accept in progress, between syscall entry and
-// exit (the tracepoint route only).
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u64);
-	__type(value, __u32);
-} accepting SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -183,22 +179,23 @@ static __always_inline void joined(const struct sock *listener, __u64 now)
 	const struct sock *child = (const struct sock *)p->child;
 	__u64 at = p->at_ns;
 	p->child = 0;
-	if (now - at > PARK_NS ||
-	    BPF_CORE_READ(child, __sk_common.skc_num) != BPF_CORE_READ(listener, __sk_common.skc_num) ||
-	    BPF_CORE_READ(child, __sk_common.skc_net.net) != BPF_CORE_READ(listener, __sk_common.skc_net.net))
+	// listener is a typed argument: its fields are read directly, without
+	// a helper call, as the child's were when it was parked.
+	if (now - at > PARK_NS || p->port != listener->__sk_common.skc_num ||
+	    p->net != (__u64)listener->__sk_common.skc_net.net)
 		return;
 	count(STAT_JOINS);
-	__u64 cookie = BPF_CORE_READ(listener, __sk_common.skc_cookie.counter);
+	__u64 cookie = listener->__sk_common.skc_cookie.counter;
 	if (cookie == 0) {
 		count(STAT_JOIN_NO_COOKIE);
 		return;
 	}
 	__u64 key = (__u64)child;
-	struct child c = {.joined_ns = at, .listener = cookie};
+	struct child c = {.joined_ns = at, .listener = cookie, .listener_sk = (__u64)listener};
 	bpf_map_update_elem(&children, &key, &c, BPF_ANY);
 	struct listener_state *st = state_of(cookie, listener);
 	if (st)
-		observe(st, BPF_CORE_READ(listener, sk_ack_backlog), BPF_CORE_READ(listener, sk_max_ack_backlog), at);
+		observe(st, listener->sk_ack_backlog, listener->sk_max_ack_backlog, at);
 }
 
 static __always_inline __u32 bucket_of(__u64 wait)
@@ -212,22 +209,27 @@ static __always_inline __u32 bucket_of(__u64 wait)
 	return NUM_BOUNDS;
 }
 
-// accepted handles accept() returning child from listener.
-static __always_inline void accepted(const struct sock *listener, const struct sock *child, __u64 now)
+// take removes child's join record, if it has one, and returns its join
+// time (0 without) and, through listener_sk, the listener it joined.
+static __always_inline __u64 take(const struct sock *child, __u64 *listener_sk)
 {
-	if (!listener || !child || BPF_CORE_READ(listener, sk_protocol) != IPPROTO_TCP)
-		return;
-	count(STAT_ACCEPTS);
 	__u64 key = (__u64)child;
 	struct child *c = bpf_map_lookup_elem(&children, &key);
-	__u64 joined_ns = 0;
-	if (c) {
-		joined_ns = c->joined_ns;
-		bpf_map_delete_elem(&children, &key);
-		count(STAT_CHILD_ACCEPTED);
-	} else {
+	if (!c) {
 		count(STAT_ACCEPT_UNSEEN);
+		return 0;
 	}
+	__u64 joined_ns = c->joined_ns;
+	*listener_sk = c->listener_sk;
+	bpf_map_delete_elem(&children, &key);
+	count(STAT_CHILD_ACCEPTED);
+	return joined_ns;
+}
+
+// accepted records that accept() took a connection from listener that
+// joined its queue at joined_ns (0: its join was not seen).
+static __always_inline void accepted(const struct sock *listener, __u64 joined_ns, __u64 now)
+{
 	__u64 cookie = BPF_CORE_READ(listener, __sk_common.skc_cookie.counter);
 	if (cookie == 0) {
 		count(STAT_ACCEPT_NO_COOKIE);
@@ -261,6 +263,8 @@ int BPF_PROG(state_change, const struct sock *sk, int oldstate, int newstate)
 		if (p) {
 			p->child = (__u64)sk;
 			p->at_ns = bpf_ktime_get_ns();
+			p->net = (__u64)sk->__sk_common.skc_net.net;
+			p->port = sk->__sk_common.skc_num;
 		}
 		return 0;
 	}
@@ -273,9 +277,11 @@ int BPF_PROG(state_change, const struct sock *sk, int oldstate, int newstate)
 		return 0;
 	}
 	// A child still recorded here was never accepted (or was accepted where
-	// no probe looks, as by io_uring on the syscall route).
+	// no probe looks, as by io_uring on the syscall route). Most sockets
+	// closing have no record: the lookup, inlined and lock-free, spares
+	// them the delete's bucket lock.
 	__u64 key = (__u64)sk;
-	if (bpf_map_delete_elem(&children, &key) == 0)
+	if (bpf_map_lookup_elem(&children, &key) && bpf_map_delete_elem(&children, &key) == 0)
 		count(STAT_CHILD_CLOSED);
 	return 0;
 }
@@ -296,19 +302,18 @@ int BPF_PROG(accept_exit, struct sock *sk)
 {
 	__u64 ret = 0;
 	bpf_get_func_ret(ctx, &ret);
-	accepted(sk, (const struct sock *)ret, bpf_ktime_get_ns());
+	const struct sock *child = (const struct sock *)ret;
+	if (!child || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	count(STAT_ACCEPTS);
+	__u64 listener_sk = 0;
+	accepted(sk, take(child, &listener_sk), now);
 	return 0;
 }
 
-// The syscall tracepoints' records: the common header, the syscall number,
-// then the arguments or the return value.
-struct syscall_enter {
-	__u64 common;
-	__s32 nr;
-	__u32 pad;
-	__u64 args[6];
-};
-
+// The syscall exit tracepoint's record: the common header, the syscall
+// number, the return value.
 struct syscall_exit {
 	__u64 common;
 	__s32 nr;
@@ -316,15 +321,7 @@ struct syscall_exit {
 	__s64 ret;
 };
 
-static __always_inline int enter(struct syscall_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 fd = (__u32)ctx->args[0];
-	bpf_map_update_elem(&accepting, &id, &fd, BPF_ANY);
-	return 0;
-}
-
-static __always_inline const struct sock *sock_of_fd(struct task_struct *task, __u32 fd)
+static __always_inline const struct sock *sock_of_fd(struct task_struct *task, __u64 fd)
 {
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
@@ -340,27 +337,51 @@ static __always_inline const struct sock *sock_of_fd(struct task_struct *task, _
 	return BPF_CORE_READ(sock, sk);
 }
 
-static __always_inline int leave(struct syscall_exit *ctx)
+// listening_fd is accept's first argument, read at its exit from the
+// task's saved user registers: x86-64 keeps it in di; arm64 overwrites x0
+// with the result and keeps the argument in orig_x0. Other architectures
+// are not read (the accept counts as without a listener).
+static __always_inline __s64 listening_fd(struct task_struct *task)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 *fdp = bpf_map_lookup_elem(&accepting, &id);
-	if (!fdp)
-		return 0;
-	__u32 lfd = *fdp;
-	bpf_map_delete_elem(&accepting, &id);
-	if (ctx->ret < 0)
-		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	accepted(sock_of_fd(task, lfd), sock_of_fd(task, (__u32)ctx->ret), now);
-	return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return -1;
+	if (bpf_core_field_exists(struct pt_regs___x86, di))
+		return BPF_CORE_READ((struct pt_regs___x86 *)regs, di);
+	if (bpf_core_field_exists(struct pt_regs___arm64, orig_x0))
+		return BPF_CORE_READ((struct pt_regs___arm64 *)regs, orig_x0);
+	return -1;
 }
 
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int enter_accept4(struct syscall_enter *ctx) { return enter(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_accept")
-int enter_accept(struct syscall_enter *ctx) { return enter(ctx); }
+// leave handles accept() returning: the child's join record names its
+// listener, so only the returned fd is resolved; a child whose join was not
+// seen (it joined before the programs, or its record was evicted) is
+// counted against the listener its fd argument names. No program runs at
+// the syscall's entry.
+static __always_inline int leave(struct syscall_exit *ctx)
+{
+	if (ctx->ret < 0)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	const struct sock *child = sock_of_fd(task, (__u64)ctx->ret);
+	if (!child || BPF_CORE_READ(child, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	count(STAT_ACCEPTS);
+	__u64 listener_sk = 0;
+	__u64 joined_ns = take(child, &listener_sk);
+	const struct sock *listener = (const struct sock *)listener_sk;
+	if (!listener) {
+		__s64 fd = listening_fd(task);
+		if (fd >= 0)
+			listener = sock_of_fd(task, (__u64)fd);
+	}
+	if (listener)
+		accepted(listener, joined_ns, now);
+	else
+		count(STAT_ACCEPT_NO_COOKIE);
+	return 0;
+}
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int exit_accept4(struct syscall_exit *ctx) { return leave(ctx); }

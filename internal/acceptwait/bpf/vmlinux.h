@@ -96,6 +96,18 @@ struct task_struct {
 	struct files_struct *files;
 };
 
+struct pt_regs;
+
+/* Flavours of struct pt_regs (the suffix after ___ is ignored when matching
+ * the kernel's type): the program asks which field exists. */
+struct pt_regs___x86 {
+	unsigned long di;
+};
+
+struct pt_regs___arm64 {
+	__u64 orig_x0;
+};
+
 #pragma clang attribute pop
 
 #endif
