@@ -632,6 +632,12 @@ func report(c config, methods []string, unavailable map[string]error, res map[st
 		verdicts = append(verdicts, "**Goal not judged: no attach method loads here.**")
 	}
 	b.WriteString("\n" + strings.Join(verdicts, "\n") + "\n")
+	for _, m := range methods {
+		if l, ok := pairedLoss(res[""], res[m]); ok {
+			fmt.Fprintf(&b, "\nPaired by round (each on phase against the off phase just before it, which shares its drift), %s: loss median %.2f%%, from %.2f%% to %.2f%% over %d rounds.\n",
+				m, l.Median, l.Min, l.Max, l.N)
+		}
+	}
 
 	fmt.Fprintf(&b, "\nPer round, conns/s (system CPU µs/conn, getpid ns):\n\n| round | off |")
 	for _, m := range methods {
@@ -659,4 +665,20 @@ func report(c config, methods []string, unavailable map[string]error, res map[st
 		}
 	}
 	return b.String(), missed
+}
+
+// pairedLoss is the loss of each round's on phase against the off phase
+// run just before it. The machine's speed drifts over a run; neighbours
+// share most of it, so these spread less than the medians of all off and
+// all on phases do.
+func pairedLoss(off, on []phase) (benchutil.Stats, bool) {
+	n := min(len(off), len(on))
+	if n == 0 {
+		return benchutil.Stats{}, false
+	}
+	xs := make([]float64, 0, n)
+	for i := range n {
+		xs = append(xs, 100*(1-on[i].rate()/off[i].rate()))
+	}
+	return benchutil.Summarize(xs), true
 }
