@@ -161,7 +161,7 @@ static __always_inline struct listener_state *state_of(__u64 cookie, const struc
 	if (st)
 		return st;
 	struct listener_state fresh = {};
-	fresh.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	fresh.netns = sk->__sk_common.skc_net.net->ns.inum;
 	fresh.epoch = epoch;
 	if (bpf_map_update_elem(&listeners, &cookie, &fresh, BPF_NOEXIST) == 0)
 		count(STAT_LISTENERS_NEW);
@@ -230,7 +230,7 @@ static __always_inline __u64 take(const struct sock *child, __u64 *listener_sk)
 // joined its queue at joined_ns (0: its join was not seen).
 static __always_inline void accepted(const struct sock *listener, __u64 joined_ns, __u64 now)
 {
-	__u64 cookie = BPF_CORE_READ(listener, __sk_common.skc_cookie.counter);
+	__u64 cookie = listener->__sk_common.skc_cookie.counter;
 	if (cookie == 0) {
 		count(STAT_ACCEPT_NO_COOKIE);
 		return;
@@ -247,7 +247,7 @@ static __always_inline void accepted(const struct sock *listener, __u64 joined_n
 		if (b <= NUM_BOUNDS)
 			__sync_fetch_and_add(&st->buckets[b], 1);
 	}
-	observe(st, BPF_CORE_READ(listener, sk_ack_backlog), BPF_CORE_READ(listener, sk_max_ack_backlog), now);
+	observe(st, listener->sk_ack_backlog, listener->sk_max_ack_backlog, now);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -271,7 +271,7 @@ int BPF_PROG(state_change, const struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 	if (oldstate == TCP_LISTEN) {
-		__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		__u64 cookie = sk->__sk_common.skc_cookie.counter;
 		if (bpf_map_delete_elem(&listeners, &cookie) == 0)
 			count(STAT_LISTENERS_CLOSED);
 		return 0;
@@ -321,20 +321,31 @@ struct syscall_exit {
 	__s64 ret;
 };
 
+// bpf_rdonly_cast gives a raw kernel address a type, so its fields are read
+// by plain loads (faulting loads read 0) instead of one helper call each.
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+#define as_sock(p) ((const struct sock *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(struct sock)))
+
+// sock_of_fd resolves one of the task's fds to its sock. The task is the
+// current one, so its fd table is walked by loads, not probe reads; only
+// the table's slot, a pointer to a pointer the verifier cannot type, is
+// probe-read.
 static __always_inline const struct sock *sock_of_fd(struct task_struct *task, __u64 fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	struct fdtable *fdt = task->files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
 		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = 0;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return 0;
 	// accept() succeeded on both fds, so both are sockets.
-	struct socket *sock = BPF_CORE_READ(f, private_data);
+	const struct file *file = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
+	const struct socket *sock = bpf_rdonly_cast(file->private_data, bpf_core_type_id_kernel(struct socket));
 	if (!sock)
 		return 0;
-	return BPF_CORE_READ(sock, sk);
+	return sock->sk;
 }
 
 // listening_fd is accept's first argument, read at its exit from the
@@ -364,13 +375,13 @@ static __always_inline int leave(struct syscall_exit *ctx)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	const struct sock *child = sock_of_fd(task, (__u64)ctx->ret);
-	if (!child || BPF_CORE_READ(child, sk_protocol) != IPPROTO_TCP)
+	if (!child || child->sk_protocol != IPPROTO_TCP)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	count(STAT_ACCEPTS);
 	__u64 listener_sk = 0;
 	__u64 joined_ns = take(child, &listener_sk);
-	const struct sock *listener = (const struct sock *)listener_sk;
+	const struct sock *listener = listener_sk ? as_sock(listener_sk) : 0;
 	if (!listener) {
 		__s64 fd = listening_fd(task);
 		if (fd >= 0)
