@@ -12,7 +12,11 @@
 #     syscall: the tracepoint method puts every task's syscalls on the
 #     kernel's slow path while attached;
 #   - what the tracer recorded of each storm (accepted by the tracer /
-#     accepted by the application) and its counters.
+#     accepted by the application) and its counters;
+#   - as a reference, the same attach points as the tracepoint method with
+#     programs that do nothing (floor-tracepoint): what the kernel charges
+#     for the attach points themselves, below which no program on that
+#     route can go.
 # Medians over the rounds; loss and ratios are against the off phases of
 # the same run. Goal (from the issue, checked at the full size with the
 # method the exporter would pick here): at most 2% fewer connections per
@@ -28,7 +32,7 @@
 # Usage: bench/acceptwait.sh [--quick] [--out FILE] [--nice N]
 #                            [-- PROGRAM-FLAG...]
 #   default (full size): 5 rounds of 4 s storms and 1 s syscall loops per
-#            phase; about a minute; writes bench/acceptwait-results.md
+#            phase; about a minute and a half; writes bench/acceptwait-results.md
 #   --quick: 1 round of 1.5 s storms, 250 ms loops; about 10 seconds, for
 #            CI smoke runs (the goal is only reported, nothing is written)
 #   --out FILE: write the markdown report to FILE (instead of

@@ -23,10 +23,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,7 +92,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.syscalls, "syscalls", time.Second, "time of each syscall loop (getpid, read) per phase")
 	fs.IntVar(&c.maxCalls, "max-calls", 50_000_000, "syscalls at most per loop")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "untimed storm before the first round")
-	fs.StringVar(&methods, "methods", acceptwait.MethodFexit+","+acceptwait.MethodTracepoint, "attach methods to try, in the exporter's order of preference")
+	fs.StringVar(&methods, "methods", acceptwait.MethodFexit+","+acceptwait.MethodTracepoint+","+methodFloor,
+		"attach methods to try, in the exporter's order of preference; "+methodFloor+" is a reference: empty programs on the tracepoint method's attach points")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up after this long")
 	fs.BoolVar(&c.quick, "quick", false, "smoke run: 1 round of 1s storms, 200ms syscall loops (flags given explicitly still apply)")
 	fs.StringVar(&c.out, "out", "", "also write the report to this file")
@@ -108,7 +111,7 @@ func parseFlags(args []string) (config, error) {
 		}
 	}
 	for _, m := range strings.Split(methods, ",") {
-		if m != acceptwait.MethodFexit && m != acceptwait.MethodTracepoint {
+		if m != acceptwait.MethodFexit && m != acceptwait.MethodTracepoint && m != methodFloor {
 			return c, fmt.Errorf("-methods: unknown method %q", m)
 		}
 		c.methods = append(c.methods, m)
@@ -168,7 +171,7 @@ func run(ctx context.Context, c config) error {
 	var methods []string
 	unavailable := map[string]error{}
 	for _, m := range c.methods {
-		t, err := acceptwait.Start(acceptwait.Options{Method: m})
+		_, t, err := attach(m)
 		if err != nil {
 			unavailable[m] = err
 			log.Printf("method %s unavailable: %v", m, err)
@@ -202,7 +205,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	switch {
-	case len(methods) == 0 && (!c.quick || os.Getenv("CI") == "true"):
+	case !slices.ContainsFunc(methods, func(m string) bool { return m != methodFloor }) && (!c.quick || os.Getenv("CI") == "true"):
 		return errors.New("no attach method loads here: nothing measured")
 	case missed && !c.quick:
 		return benchutil.ErrGoalMissed
@@ -260,11 +263,12 @@ func measure(ctx context.Context, c config, method string, d time.Duration, sysc
 	p := phase{method: method}
 	var tr *acceptwait.Tracer
 	if method != "" {
+		var closer io.Closer
 		var err error
-		if tr, err = acceptwait.Start(acceptwait.Options{Method: method}); err != nil {
+		if tr, closer, err = attach(method); err != nil {
 			return p, err
 		}
-		defer tr.Close()
+		defer closer.Close()
 	}
 	lfd, err := listen(c.backlog)
 	if err != nil {
@@ -311,6 +315,20 @@ func measure(ctx context.Context, c config, method string, d time.Duration, sysc
 		}
 	}
 	return p, nil
+}
+
+// attach starts method: the tracer, or for methodFloor the empty
+// programs (no tracer to read then).
+func attach(method string) (*acceptwait.Tracer, io.Closer, error) {
+	if method == methodFloor {
+		f, err := startFloor()
+		return nil, f, err
+	}
+	t, err := acceptwait.Start(acceptwait.Options{Method: method})
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, t, nil
 }
 
 // listen opens a blocking TCP listener on 127.0.0.1, any port.
@@ -598,7 +616,8 @@ func report(c config, methods []string, unavailable map[string]error, res map[st
 	fmt.Fprintf(&b, "| off | %.0f | | %.1f | %.1f | %.1f | %.1f | |\n", off.rate, off.sys, off.proc, off.gp, off.rd)
 	missed := false
 	verdicts := []string{}
-	for i, m := range methods {
+	judged := false
+	for _, m := range methods {
 		r := med(m, rate)
 		loss := 100 * (1 - r/off.rate)
 		var seen, app, timed int64
@@ -609,10 +628,17 @@ func report(c config, methods []string, unavailable map[string]error, res map[st
 				timed += int64(p.seen.Timed)
 			}
 		}
-		fmt.Fprintf(&b, "| on, %s | %.0f | %.2f%% | %.1f (× %.2f) | %.1f (× %.2f) | %.1f (× %.2f) | %.1f (× %.2f) | %d / %d (%.2f%%), timed %d |\n",
+		recorded := fmt.Sprintf("%d / %d (%.2f%%), timed %d", seen, app, 100*float64(seen)/float64(max(app, 1)), timed)
+		if m == methodFloor {
+			recorded = "– (empty programs)"
+			verdicts = append(verdicts, fmt.Sprintf("The attach points alone (%s, empty programs): %.2f%% fewer connections per second, "+
+				"system CPU per connection × %.2f: what no program on the tracepoint route can go below.", m, loss, med(m, sysUs)/off.sys))
+		}
+		fmt.Fprintf(&b, "| on, %s | %.0f | %.2f%% | %.1f (× %.2f) | %.1f (× %.2f) | %.1f (× %.2f) | %.1f (× %.2f) | %s |\n",
 			m, r, loss, med(m, sysUs), med(m, sysUs)/off.sys, med(m, procUs), med(m, procUs)/off.proc,
-			med(m, gp), med(m, gp)/off.gp, med(m, rd), med(m, rd)/off.rd, seen, app, 100*float64(seen)/float64(max(app, 1)), timed)
-		if i == 0 {
+			med(m, gp), med(m, gp)/off.gp, med(m, rd), med(m, rd)/off.rd, recorded)
+		if !judged && m != methodFloor {
+			judged = true
 			ok := loss <= lossGoal
 			missed = !ok
 			v := "met"
@@ -628,13 +654,13 @@ func report(c config, methods []string, unavailable map[string]error, res map[st
 			fmt.Fprintf(&b, "| on, %s | unavailable: %s | | | | | | |\n", m, strings.ReplaceAll(err.Error(), "|", "\\|"))
 		}
 	}
-	if len(methods) == 0 {
+	if !judged {
 		verdicts = append(verdicts, "**Goal not judged: no attach method loads here.**")
 	}
 	b.WriteString("\n" + strings.Join(verdicts, "\n") + "\n")
 	for _, m := range methods {
 		if l, ok := pairedLoss(res[""], res[m]); ok {
-			fmt.Fprintf(&b, "\nPaired by round (each on phase against the off phase just before it, which shares its drift), %s: loss median %.2f%%, from %.2f%% to %.2f%% over %d rounds.\n",
+			fmt.Fprintf(&b, "\nPaired by round (each on phase against the off phase of its round, which shares its drift), %s: loss median %.2f%%, from %.2f%% to %.2f%% over %d rounds.\n",
 				m, l.Median, l.Min, l.Max, l.N)
 		}
 	}
@@ -655,7 +681,7 @@ func report(c config, methods []string, unavailable map[string]error, res map[st
 		b.WriteString("\n")
 	}
 	for _, m := range methods {
-		if n := len(res[m]); n > 0 {
+		if n := len(res[m]); n > 0 && m != methodFloor {
 			p := res[m][n-1]
 			cs := p.counters
 			fmt.Fprintf(&b, "\nTracer counters after the last %s storm (%d accepted by the app): joins %d (without cookie %d), accepts %d "+
