@@ -693,8 +693,8 @@ func report(c config, methods []string, unavailable map[string]error, res map[st
 	return b.String(), missed
 }
 
-// pairedLoss is the loss of each round's on phase against the off phase
-// run just before it. The machine's speed drifts over a run; neighbours
+// pairedLoss is the loss of each round's on phase against that round's
+// off phase, run just before. The machine's speed drifts over a run; neighbours
 // share most of it, so these spread less than the medians of all off and
 // all on phases do.
 func pairedLoss(off, on []phase) (benchutil.Stats, bool) {
