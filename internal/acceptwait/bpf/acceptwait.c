@@ -325,7 +325,7 @@ struct syscall_exit {
 // by plain loads (faulting loads read 0) instead of one helper call each.
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
-#define as_sock(p) ((const struct sock *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(struct sock)))
+#define kernel_ptr(type, p) ((const type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
 
 // sock_of_fd resolves one of the task's fds to its sock. The task is the
 // current one, so its fd table is walked by loads, not probe reads; only
@@ -341,8 +341,7 @@ static __always_inline const struct sock *sock_of_fd(struct task_struct *task, _
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return 0;
 	// accept() succeeded on both fds, so both are sockets.
-	const struct file *file = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
-	const struct socket *sock = bpf_rdonly_cast(file->private_data, bpf_core_type_id_kernel(struct socket));
+	const struct socket *sock = kernel_ptr(struct socket, kernel_ptr(struct file, f)->private_data);
 	if (!sock)
 		return 0;
 	return sock->sk;
@@ -381,7 +380,7 @@ static __always_inline int leave(struct syscall_exit *ctx)
 	count(STAT_ACCEPTS);
 	__u64 listener_sk = 0;
 	__u64 joined_ns = take(child, &listener_sk);
-	const struct sock *listener = listener_sk ? as_sock(listener_sk) : 0;
+	const struct sock *listener = listener_sk ? kernel_ptr(struct sock, listener_sk) : 0;
 	if (!listener) {
 		__s64 fd = listening_fd(task);
 		if (fd >= 0)
