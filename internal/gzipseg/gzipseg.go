@@ -1,0 +1,174 @@
+// Package gzipseg writes a gzip member from pieces of deflate stream that
+// were compressed once and are reused, so that the parts of a body that did
+// not change since the last scrape cost a copy, not a compression.
+//
+// A Segment is some text compressed on its own: from an empty dictionary,
+// ending with a sync flush. It refers to nothing before it and ends on a
+// byte boundary, so it is a valid run of deflate blocks wherever it is
+// placed in a stream. A Writer strings segments and freshly compressed text
+// into one gzip member; its CRC-32 is combined from the segments' own
+// (Combine), so the cached text is not read again.
+//
+//	seg := new(gzipseg.Segment)
+//	c := gzipseg.NewCompressor()
+//	c.Compress(seg, text)        // once, while text stays the same
+//	w := gzipseg.NewWriter(out)
+//	w.Write(header)              // fresh text
+//	w.WriteSegment(seg)          // cached
+//	w.Close()
+//
+// The decoded member is exactly the text written, in order; only the
+// compressed bytes differ from one compression of the whole.
+package gzipseg
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"io"
+
+	"github.com/klauspost/compress/flate"
+)
+
+// level is the compression of segments and fresh text: best speed, as the
+// handler's gzip writers; a scrape's text is repetitive enough that higher
+// levels buy little and cost several times the CPU.
+const level = flate.BestSpeed
+
+// Segment is text compressed on its own, with what the gzip trailer needs
+// of it.
+type Segment struct {
+	data []byte
+	crc  uint32
+	size int64
+}
+
+// Size is the length of the text the segment decodes to.
+func (s *Segment) Size() int64 { return s.size }
+
+// Compressor compresses segments, reusing its buffers. It is not safe for
+// concurrent use.
+type Compressor struct {
+	fw  *flate.Writer
+	buf bytes.Buffer
+}
+
+// NewCompressor returns a Compressor.
+func NewCompressor() *Compressor {
+	fw, err := flate.NewWriter(nil, level)
+	if err != nil {
+		panic(err) // level is valid
+	}
+	return &Compressor{fw: fw}
+}
+
+// Compress sets seg to text compressed on its own. It reuses seg's buffer.
+func (c *Compressor) Compress(seg *Segment, text []byte) {
+	c.buf.Reset()
+	c.fw.Reset(&c.buf)
+	// A bytes.Buffer does not fail, and neither does the flate writer over one.
+	_, _ = c.fw.Write(text)
+	_ = c.fw.Flush()
+	seg.data = append(seg.data[:0], c.buf.Bytes()...)
+	seg.crc = crc32.ChecksumIEEE(text)
+	seg.size = int64(len(text))
+}
+
+// Writer writes one gzip member to an io.Writer. Text given to Write is
+// compressed as it comes; segments are copied. It is not safe for
+// concurrent use.
+type Writer struct {
+	w   io.Writer
+	fw  *flate.Writer
+	crc uint32
+	n   int64
+	// fresh is whether fw has written since the last segment: it must then
+	// be flushed to a byte boundary before the next one, and started anew
+	// after it, since its dictionary no longer ends where the stream does.
+	fresh   bool
+	started bool
+	err     error
+}
+
+// NewWriter returns a Writer to w.
+func NewWriter(w io.Writer) *Writer {
+	fw, err := flate.NewWriter(w, level)
+	if err != nil {
+		panic(err) // level is valid
+	}
+	return &Writer{w: w, fw: fw}
+}
+
+// Reset makes z write a new member to w, keeping its buffers.
+func (z *Writer) Reset(w io.Writer) {
+	z.fw.Reset(w)
+	*z = Writer{w: w, fw: z.fw}
+}
+
+// header is a gzip member header: deflate, no name, no time, fastest
+// compression (XFL 4), unknown system.
+var header = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255}
+
+func (z *Writer) start() {
+	if !z.started {
+		z.started = true
+		_, z.err = z.w.Write(header)
+	}
+}
+
+// Write compresses p into the member.
+func (z *Writer) Write(p []byte) (int, error) {
+	z.start()
+	if z.err != nil {
+		return 0, z.err
+	}
+	if !z.fresh {
+		z.fw.Reset(z.w)
+		z.fresh = true
+	}
+	n, err := z.fw.Write(p)
+	z.crc = crc32.Update(z.crc, crc32.IEEETable, p[:n])
+	z.n += int64(n)
+	z.err = err
+	return n, err
+}
+
+// WriteSegment copies seg into the member.
+func (z *Writer) WriteSegment(seg *Segment) error {
+	z.start()
+	z.flush()
+	if z.err != nil {
+		return z.err
+	}
+	_, z.err = z.w.Write(seg.data)
+	z.crc = Combine(z.crc, seg.crc, seg.size)
+	z.n += seg.size
+	return z.err
+}
+
+func (z *Writer) flush() {
+	if z.fresh && z.err == nil {
+		z.err = z.fw.Flush()
+	}
+	z.fresh = false
+}
+
+// lastBlock is an empty stored block marked final: BFINAL 1, BTYPE 00,
+// padding to the byte, then LEN 0 and its complement.
+var lastBlock = []byte{1, 0, 0, 0xff, 0xff}
+
+// Close ends the deflate stream and writes the gzip trailer. It does not
+// close the underlying writer.
+func (z *Writer) Close() error {
+	z.start()
+	z.flush()
+	if z.err != nil {
+		return z.err
+	}
+	var trailer [13]byte
+	copy(trailer[:], lastBlock)
+	binary.LittleEndian.PutUint32(trailer[5:], z.crc)
+	binary.LittleEndian.PutUint32(trailer[9:], uint32(z.n)) // ISIZE is the size modulo 2^32
+	_, z.err = z.w.Write(trailer[:])
+	return z.err
+}
