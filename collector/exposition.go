@@ -29,6 +29,9 @@ type Snapshot struct {
 	rows     listenerRows
 	// order lists the listener metrics that have series, by name.
 	order []int
+	// segments is the listener exporter's cache for WriteGzip; nil
+	// compresses everything.
+	segments *segmentCache
 }
 
 // Snapshot reads every collector, gathers extra as well, and returns the
@@ -47,7 +50,7 @@ func (e *Exporter) Snapshot(extra ...prometheus.Gatherer) (*Snapshot, error) {
 		mfs, clash = mergeFamilies(mfs, more)
 		errs = append(errs, err, clash)
 	}
-	s := &Snapshot{families: mfs, rows: fams.sorted(&e.listeners.order)}
+	s := &Snapshot{families: mfs, rows: fams.sorted(&e.listeners.order), segments: &e.listeners.segments}
 	errs = append(errs, s.orderListeners())
 	return s, errors.Join(errs...)
 }
@@ -114,6 +117,17 @@ func (s *Snapshot) WriteText(w io.Writer, format expfmt.Format) error {
 	if format.FormatType() != expfmt.TypeTextPlain {
 		return fmt.Errorf("WriteText: %s is not the text format", format)
 	}
+	buf := make([]byte, 0, chunk+1024)
+	return s.writeTo(w, format, func(bw *bufio.Writer, m int) error {
+		var err error
+		buf, err = s.writeListenerFamily(bw, m, buf)
+		return err
+	})
+}
+
+// writeTo writes the families in order, the ordinary ones through
+// client_golang's encoder and each listener family through listenerFamily.
+func (s *Snapshot) writeTo(w io.Writer, format expfmt.Format, listenerFamily func(bw *bufio.Writer, m int) error) error {
 	bw := textWriters.Get().(*bufio.Writer)
 	bw.Reset(w)
 	defer func() {
@@ -130,11 +144,9 @@ func (s *Snapshot) WriteText(w io.Writer, format expfmt.Format) error {
 			}
 		}
 	}
-	buf := make([]byte, 0, chunk+1024)
 	for _, m := range s.order {
 		encodeUpTo(listenerMetrics[m].name)
-		var err error
-		if buf, err = s.writeListenerFamily(bw, m, buf); err != nil {
+		if err := listenerFamily(bw, m); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -147,28 +159,14 @@ func (s *Snapshot) WriteText(w io.Writer, format expfmt.Format) error {
 // expfmt.MetricFamilyToText writes a family: lines are built in buf and
 // written a chunk at a time.
 func (s *Snapshot) writeListenerFamily(w io.Writer, m int, buf []byte) ([]byte, error) {
-	def := listenerMetrics[m]
-	buf = append(buf[:0], "# HELP "...)
-	buf = append(buf, def.name...)
-	buf = append(buf, ' ')
-	buf = append(buf, helpEscaper.Replace(s.rows.helpOf(m))...)
-	buf = append(buf, "\n# TYPE "...)
-	buf = append(buf, def.name...)
-	if def.typ == dto.MetricType_COUNTER {
-		buf = append(buf, " counter\n"...)
-	} else {
-		buf = append(buf, " gauge\n"...)
-	}
+	buf = s.familyHeader(buf[:0], m)
+	name := listenerMetrics[m].name
 	for i := range s.rows.rows {
 		r := &s.rows.rows[i]
 		if !r.has[m] {
 			continue
 		}
-		buf = append(buf, def.name...)
-		buf = append(buf, r.labels.text...)
-		buf = append(buf, ' ')
-		buf = appendFloat(buf, r.values[m])
-		buf = append(buf, '\n')
+		buf = appendLine(buf, name, r, m)
 		if len(buf) >= chunk {
 			if _, err := w.Write(buf); err != nil {
 				return buf, err
@@ -178,6 +176,30 @@ func (s *Snapshot) writeListenerFamily(w io.Writer, m int, buf []byte) ([]byte, 
 	}
 	_, err := w.Write(buf)
 	return buf, err
+}
+
+// familyHeader appends the HELP and TYPE lines of metric m.
+func (s *Snapshot) familyHeader(buf []byte, m int) []byte {
+	def := listenerMetrics[m]
+	buf = append(buf, "# HELP "...)
+	buf = append(buf, def.name...)
+	buf = append(buf, ' ')
+	buf = append(buf, helpEscaper.Replace(s.rows.helpOf(m))...)
+	buf = append(buf, "\n# TYPE "...)
+	buf = append(buf, def.name...)
+	if def.typ == dto.MetricType_COUNTER {
+		return append(buf, " counter\n"...)
+	}
+	return append(buf, " gauge\n"...)
+}
+
+// appendLine appends the series of metric m, called name, of row r.
+func appendLine(buf []byte, name string, r *listenerRow, m int) []byte {
+	buf = append(buf, name...)
+	buf = append(buf, r.labels.text...)
+	buf = append(buf, ' ')
+	buf = appendFloat(buf, r.values[m])
+	return append(buf, '\n')
 }
 
 // chunk is how much writeListenerFamily builds before writing.
@@ -227,4 +249,10 @@ func labelText(values *[numListenerLabels]string) string {
 	}
 	sb.WriteByte('}')
 	return sb.String()
+}
+
+// render sets the label set's text and whether a gzip segment ends after it.
+func (ls *labelSet) render() {
+	ls.text = labelText(&ls.values)
+	ls.cut = segmentCut(ls.text)
 }

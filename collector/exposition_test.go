@@ -222,7 +222,7 @@ func BenchmarkExpfmtText(b *testing.B) {
 
 func testLabelSet(values [numListenerLabels]string) *labelSet {
 	ls := &labelSet{values: values}
-	ls.text = labelText(&ls.values)
+	ls.render()
 	return ls
 }
 

@@ -199,7 +199,8 @@ type ListenerExporter struct {
 	// listeners' peaks and full time exact and adds their wait histograms.
 	events *eventStats
 
-	order orderCache
+	order    orderCache
+	segments segmentCache
 
 	mu        sync.Mutex
 	protocols map[string]protocol
@@ -323,6 +324,8 @@ type labelSet struct {
 	// text is the labels in the text exposition format, braces included,
 	// exactly as expfmt writes them.
 	text string
+	// cut ends a gzip segment after this listener's series (segmentCut).
+	cut bool
 	// round is the last labelSets call that exported the listener.
 	round uint64
 	// rank is the set's place in the orderCache's sort number rankOf.
@@ -349,7 +352,7 @@ func listenerLabelValues(ns *netns.Handle, l exported) [numListenerLabels]string
 
 func newLabelSet(ns *netns.Handle, l exported) *labelSet {
 	ls := &labelSet{values: listenerLabelValues(ns, l)}
-	ls.text = labelText(&ls.values)
+	ls.render()
 	return ls
 }
 

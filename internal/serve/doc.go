@@ -1,7 +1,8 @@
 // Package serve is the exporter's /metrics handler: the one path a scrape
 // takes from the HTTP request to the bytes on the wire.
 //
-//	request ─▶ Shared ─▶ Handler ─┬─▶ text format: Source() → Snapshot.WriteText → gzip or identity
+//	request ─▶ Shared ─▶ Handler ─┬─▶ text, gzip: Source() → Snapshot.WriteGzip (if it has one)
+//	                              ├─▶ text: Source() → Snapshot.WriteText → gzip or identity
 //	                              └─▶ protobuf, OpenMetrics, ?name[]=: the promhttp fallback
 //
 // Shared makes concurrent scrapes cost one: a request that arrives while an
@@ -19,5 +20,7 @@
 // every other format to a promhttp handler. The text body comes from a
 // Snapshot that renders per-listener series from labels it built once; the
 // collector package's tests hold that rendering to expfmt's bytes, and this
-// package's tests hold the whole response to promhttp's.
+// package's tests hold the whole response to promhttp's. A Snapshot that
+// gzips itself (a GzipSnapshot) does so from compressed pieces it keeps
+// between scrapes; what it writes must decode to WriteText's bytes.
 package serve

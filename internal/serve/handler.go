@@ -21,6 +21,14 @@ type Snapshot interface {
 	Empty() bool
 }
 
+// GzipSnapshot is a Snapshot that gzips its text itself, better than a
+// gzip writer around WriteText would (as collector.Snapshot reuses what it
+// compressed for the last scrape). The decoded body must be WriteText's.
+type GzipSnapshot interface {
+	Snapshot
+	WriteGzip(w io.Writer, format expfmt.Format) error
+}
+
 // Source reads a Snapshot. An error with a Snapshot is a partial failure:
 // it is logged and what was read is served, as promhttp's ContinueOnError.
 type Source func() (Snapshot, error)
@@ -102,6 +110,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for k, vs := range headers {
 		w.Header()[k] = slices.Clone(vs)
+	}
+	if gs, ok := snap.(GzipSnapshot); ok && encoding == "gzip" {
+		if err := gs.WriteGzip(w, format); err != nil {
+			h.log("error encoding and sending metric family:", err)
+		}
+		return
 	}
 	out := io.Writer(w)
 	if encoding == "gzip" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -70,34 +71,58 @@ var requestHeaders = []map[string]string{
 
 // TestHandlerMatchesPromhttp: for every kind of request, Handler answers
 // with promhttp's status, headers and bytes; gzipped bodies decode to the
-// same bytes (the compression level differs on purpose).
+// same bytes (the compression level differs on purpose). A snapshot that
+// gzips itself is asked to for every gzipped text answer.
 func TestHandlerMatchesPromhttp(t *testing.T) {
 	fams := testFamilies()
 	ref := promhttp.HandlerFor(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return fams, nil }),
 		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
-	fastCalls := 0
-	h := New(func() (Snapshot, error) { fastCalls++; return fams, nil }, ref, Options{})
-	for _, target := range []string{"/metrics", "/metrics?name[]=zz_last"} {
-		for _, hdr := range requestHeaders {
-			want := serveOnce(ref, target, hdr)
-			got := serveOnce(h, target, hdr)
-			what := target + " " + describe(hdr)
-			if got.Code != want.Code {
-				t.Errorf("%s: status %d, promhttp %d", what, got.Code, want.Code)
-			}
-			for _, k := range []string{"Content-Type", "Content-Encoding", "Vary"} {
-				if g, w := got.Header().Values(k), want.Header().Values(k); !slices.Equal(g, w) {
-					t.Errorf("%s: %s %q, promhttp %q", what, k, g, w)
+	gz := &gzSnapshot{famSnapshot: fams}
+	for _, snap := range []Snapshot{fams, gz} {
+		fastCalls := 0
+		h := New(func() (Snapshot, error) { fastCalls++; return snap, nil }, ref, Options{})
+		for _, target := range []string{"/metrics", "/metrics?name[]=zz_last"} {
+			for _, hdr := range requestHeaders {
+				want := serveOnce(ref, target, hdr)
+				before := gz.calls
+				got := serveOnce(h, target, hdr)
+				what := fmt.Sprintf("%T %s %s", snap, target, describe(hdr))
+				if got.Code != want.Code {
+					t.Errorf("%s: status %d, promhttp %d", what, got.Code, want.Code)
+				}
+				for _, k := range []string{"Content-Type", "Content-Encoding", "Vary"} {
+					if g, w := got.Header().Values(k), want.Header().Values(k); !slices.Equal(g, w) {
+						t.Errorf("%s: %s %q, promhttp %q", what, k, g, w)
+					}
+				}
+				if g, w := plain(t, got), plain(t, want); g != w || len(g) == 0 {
+					t.Errorf("%s: body differs from promhttp's:\n%q\n%q", what, g, w)
+				}
+				textGzip := target == "/metrics" && got.Header().Get("Content-Encoding") == "gzip" && strings.HasPrefix(got.Header().Get("Content-Type"), "text/plain")
+				if asked := gz.calls > before; snap == Snapshot(gz) && asked != textGzip {
+					t.Errorf("%s: WriteGzip called %v, want %v", what, asked, textGzip)
 				}
 			}
-			if g, w := plain(t, got), plain(t, want); g != w || len(g) == 0 {
-				t.Errorf("%s: body differs from promhttp's:\n%q\n%q", what, g, w)
-			}
+		}
+		if fastCalls == 0 {
+			t.Errorf("%T: no request took the text path", snap)
 		}
 	}
-	if fastCalls == 0 {
-		t.Error("no request took the text path")
+	if gz.calls == 0 {
+		t.Error("WriteGzip never called")
 	}
+}
+
+// gzSnapshot gzips famSnapshot's text itself, counting the calls.
+type gzSnapshot struct {
+	famSnapshot
+	calls int
+}
+
+func (s *gzSnapshot) WriteGzip(w io.Writer, format expfmt.Format) error {
+	s.calls++
+	zw := gzip.NewWriter(w)
+	return errors.Join(s.WriteText(zw, format), zw.Close())
 }
 
 // TestHandlerErrors: a partial failure is served, a total one is a 500,

@@ -1,0 +1,207 @@
+package collector
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/listenq/listenq_exporter/internal/gzipseg"
+)
+
+// A gzipped scrape (Prometheus always asks for gzip) spends most of its
+// CPU writing and compressing the per-listener series, and at any moment
+// nearly all of them are what the last scrape sent: idle listeners' queues
+// stay 0, their limits and drop counters still. So a gzipped scrape keeps
+// each listener family's series compressed in segments of consecutive
+// rows, and a segment whose rows are the same listeners with the same
+// values as last time is copied as it was compressed (package gzipseg).
+//
+// Segment boundaries follow the content, not the position: a segment ends
+// after a row whose labels hash to a cut (about one in segmentRows), or
+// after maxSegmentRows rows. A listener that comes or goes, or whose value
+// changes, thus changes the one segment it is in, and the segments after
+// it stay as they were.
+//
+//	rows (sorted) ──▶ per family: runs of rows ending at a cut
+//	                    │ same labelSets and values as the cached run? ──▶ copy its Segment
+//	                    └ otherwise: write the lines, compress, cache  ──▶ the new Segment
+//
+// The decoded body is WriteText's, byte for byte (TestGzipMatchesText).
+
+// segmentRows is the mean rows of a segment: big enough that the deflate
+// of each starts well, small enough that a change recompresses little.
+const segmentRows = 128
+
+// maxSegmentRows bounds a segment whose rows happen to have no cut.
+const maxSegmentRows = 8 * segmentRows
+
+// segmentCut reports whether a segment ends after a row with these labels.
+func segmentCut(text string) bool {
+	// FNV-1a: cheap, and spreads the small differences between the
+	// label texts of neighbouring rows.
+	h := uint32(2166136261)
+	for i := 0; i < len(text); i++ {
+		h ^= uint32(text[i])
+		h *= 16777619
+	}
+	return h%segmentRows == 0
+}
+
+// segmentCache is what the last gzipped scrape compressed.
+type segmentCache struct {
+	mu      sync.Mutex
+	entries map[segmentKey]*segmentEntry
+	round   uint64
+	comp    *gzipseg.Compressor
+	z       *gzipseg.Writer
+	text    []byte
+	// compressed counts the segments compressed, for tests.
+	compressed int
+}
+
+// segmentKey names a segment by its family and its first row's labels.
+type segmentKey struct {
+	metric int
+	first  *labelSet
+}
+
+type segmentEntry struct {
+	// rows are the series the segment holds, in order. Holding the label
+	// sets keeps them from being freed, so a pointer never names another
+	// listener's labels while the entry lives.
+	rows  []segmentRow
+	seg   gzipseg.Segment
+	round uint64
+}
+
+type segmentRow struct {
+	labels *labelSet
+	value  uint64 // the float's bits: a changed value is a changed line
+}
+
+// WriteGzip writes the snapshot as WriteText does, gzipped, reusing the
+// compressed segments of the listener families that the last gzipped
+// scrape wrote. Concurrent calls are correct; one at a time uses the cache,
+// the others compress everything.
+func (s *Snapshot) WriteGzip(w io.Writer, format expfmt.Format) error {
+	if format.FormatType() != expfmt.TypeTextPlain {
+		return fmt.Errorf("WriteGzip: %s is not the text format", format)
+	}
+	c := s.segments
+	if c == nil || !c.mu.TryLock() {
+		c = &segmentCache{}
+	} else {
+		defer c.mu.Unlock()
+	}
+	if c.z == nil {
+		c.comp, c.z = gzipseg.NewCompressor(), gzipseg.NewWriter(w)
+	}
+	c.z.Reset(w)
+	c.round++
+	err := s.writeTo(c.z, format, func(bw *bufio.Writer, m int) error {
+		return c.writeFamily(bw, c.z, s, m)
+	})
+	err = errors.Join(err, c.z.Close())
+	c.evict()
+	c.z.Reset(nil) // keep no reference to w
+	return err
+}
+
+// writeFamily writes metric m's family header through bw, then its series
+// in segments to z.
+func (c *segmentCache) writeFamily(bw *bufio.Writer, z *gzipseg.Writer, s *Snapshot, m int) error {
+	if _, err := bw.Write(s.familyHeader(c.text[:0], m)); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	rows := s.rows.rows
+	start, n := -1, 0
+	for i := range rows {
+		r := &rows[i]
+		if !r.has[m] {
+			continue
+		}
+		if start < 0 {
+			start, n = i, 0
+		}
+		if n++; r.labels.cut || n == maxSegmentRows {
+			if err := z.WriteSegment(c.segment(rows[start:i+1], m)); err != nil {
+				return err
+			}
+			start = -1
+		}
+	}
+	if start >= 0 {
+		return z.WriteSegment(c.segment(rows[start:], m))
+	}
+	return nil
+}
+
+// segment returns the segment of metric m over rows (the first has m),
+// from the cache if it holds the same series.
+func (c *segmentCache) segment(rows []listenerRow, m int) *gzipseg.Segment {
+	key := segmentKey{metric: m, first: rows[0].labels}
+	e := c.entries[key]
+	if e == nil {
+		if c.entries == nil {
+			c.entries = map[segmentKey]*segmentEntry{}
+		}
+		e = &segmentEntry{}
+		c.entries[key] = e
+	} else if e.round == c.round {
+		// Two runs starting at the same labels in one family: only
+		// with a listener exported twice. Compress it apart.
+		e = &segmentEntry{}
+	}
+	e.round = c.round
+	if e.holds(rows, m) {
+		return &e.seg
+	}
+	e.rows = e.rows[:0]
+	def := listenerMetrics[m]
+	text := c.text[:0]
+	for i := range rows {
+		r := &rows[i]
+		if !r.has[m] {
+			continue
+		}
+		e.rows = append(e.rows, segmentRow{labels: r.labels, value: math.Float64bits(r.values[m])})
+		text = appendLine(text, def.name, r, m)
+	}
+	c.text = text
+	c.comp.Compress(&e.seg, text)
+	c.compressed++
+	return &e.seg
+}
+
+// holds reports whether e's segment is metric m of rows.
+func (e *segmentEntry) holds(rows []listenerRow, m int) bool {
+	j := 0
+	for i := range rows {
+		r := &rows[i]
+		if !r.has[m] {
+			continue
+		}
+		if j == len(e.rows) || e.rows[j] != (segmentRow{labels: r.labels, value: math.Float64bits(r.values[m])}) {
+			return false
+		}
+		j++
+	}
+	return j == len(e.rows)
+}
+
+// evict drops the segments this scrape did not write.
+func (c *segmentCache) evict() {
+	for k, e := range c.entries {
+		if e.round != c.round {
+			delete(c.entries, k)
+		}
+	}
+}

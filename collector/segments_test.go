@@ -1,0 +1,147 @@
+package collector
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+)
+
+// TestGzipMatchesText: over scrapes of listeners that come and go and
+// whose values change now and then, as on a node, what WriteGzip writes
+// decodes to WriteText's bytes, in every text format, while most segments
+// are reused from the scrape before.
+func TestGzipMatchesText(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	pool := make([]listenerRow, 3000)
+	for i := range pool {
+		var values [numListenerLabels]string
+		for j := range values {
+			values[j] = randomLabelValue(rng)
+		}
+		values[1] = string(rune('a'+i%26)) + values[1] // some variety for the order
+		pool[i] = listenerRow{labels: testLabelSet(values)}
+		for m := range numListenerMetrics {
+			if m <= mQueueLimit || rng.IntN(3) > 0 {
+				pool[i].set(m, randomValue(rng))
+			}
+		}
+	}
+	var cache segmentCache
+	order := &orderCache{}
+	live := make([]bool, len(pool))
+	for i := range live {
+		live[i] = rng.IntN(10) > 0
+	}
+	for round := range 12 {
+		if round > 0 {
+			churn(rng, pool, live)
+		}
+		fams := &listenerFamilies{}
+		for i := range pool {
+			if live[i] {
+				fams.add([]listenerRow{pool[i]})
+			}
+		}
+		s := &Snapshot{rows: fams.sorted(order), segments: &cache}
+		if err := s.orderListeners(); err != nil {
+			t.Fatal(err)
+		}
+		compressed := cache.compressed
+		format := textFormats[round%len(textFormats)]
+		want := writeText(t, s, format)
+		if got := gunzip(t, s, format); !bytes.Equal(got, want) {
+			t.Fatalf("round %d, %s: WriteGzip decodes to other bytes than WriteText\n%s", round, format, firstDiff(got, want))
+		}
+		written := cache.compressed - compressed
+		// Each changed value changes one segment; each listener come or
+		// gone, one per family it is in.
+		if most := valueChanges + toggles*numListenerMetrics; round > 0 && (written == 0 || written > most) {
+			t.Errorf("round %d: %d of %d segments compressed anew after changes that touch at most %d", round, written, len(cache.entries), most)
+		}
+	}
+}
+
+const valueChanges, toggles = 8, 4
+
+// churn changes a few listeners' values and which listeners exist.
+func churn(rng *rand.Rand, pool []listenerRow, live []bool) {
+	for range valueChanges {
+		i := rng.IntN(len(pool))
+		m := rng.IntN(numListenerMetrics)
+		pool[i].set(m, randomValue(rng))
+	}
+	for range toggles {
+		i := rng.IntN(len(live))
+		live[i] = !live[i]
+	}
+}
+
+// TestGzipConcurrent: scrapes writing at once share nothing but the
+// cache's lock; one uses the cache, the others compress everything.
+func TestGzipConcurrent(t *testing.T) {
+	s := randomSnapshot(rand.New(rand.NewPCG(9, 10)), 500)
+	s.segments = &segmentCache{}
+	want := writeText(t, s, expfmt.FmtText)
+	var wg sync.WaitGroup
+	bodies := make([][]byte, 8)
+	for i := range bodies {
+		wg.Go(func() {
+			var out bytes.Buffer
+			if err := s.WriteGzip(&out, expfmt.FmtText); err != nil {
+				t.Error(err)
+			}
+			bodies[i] = out.Bytes()
+		})
+	}
+	wg.Wait()
+	for i, b := range bodies {
+		if got := decode(t, b); !bytes.Equal(got, want) {
+			t.Fatalf("scrape %d decodes to other bytes than WriteText\n%s", i, firstDiff(got, want))
+		}
+	}
+}
+
+func TestWriteGzipRejectsOtherFormats(t *testing.T) {
+	s := randomSnapshot(rand.New(rand.NewPCG(3, 4)), 3)
+	for _, f := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeProtoDelim), expfmt.NewFormat(expfmt.TypeOpenMetrics)} {
+		if err := s.WriteGzip(&bytes.Buffer{}, f); err == nil {
+			t.Errorf("WriteGzip(%s) gave no error", f)
+		}
+	}
+}
+
+func writeText(t *testing.T, s *Snapshot, format expfmt.Format) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := s.WriteText(&b, format); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func gunzip(t *testing.T, s *Snapshot, format expfmt.Format) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := s.WriteGzip(&b, format); err != nil {
+		t.Fatal(err)
+	}
+	return decode(t, b.Bytes())
+}
+
+func decode(t *testing.T, body []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
