@@ -61,9 +61,11 @@ type Tracker struct {
 }
 
 type series struct {
-	inode      uint64
-	maxes      [numSlots]uint32
-	bucketIdx  [numSlots]int64 // which bucket each slot holds
+	inode uint64
+	// buckets is nil until the queue is first seen non-empty: most
+	// listeners never queue, and their peak is 0 without them. That keeps
+	// an idle listener's state at a quarter of its size.
+	buckets    *buckets
 	fullSecs   float64
 	lastSample time.Time
 	round      uint64 // last round that saw the listener
@@ -132,9 +134,6 @@ func (t *Tracker) find(i int, inode uint64) *series {
 	sr := t.series[inode]
 	if sr == nil {
 		sr = &series{inode: inode}
-		for i := range sr.bucketIdx {
-			sr.bucketIdx[i] = noBucket
-		}
 		t.series[inode] = sr
 	}
 	return sr
@@ -150,12 +149,28 @@ func (t *Tracker) bucket(now time.Time) int64 {
 	return idx
 }
 
+// buckets are the maxima of the last numSlots buckets of a series.
+type buckets struct {
+	maxes [numSlots]uint32
+	idx   [numSlots]int64 // which bucket each slot holds
+}
+
 func (sr *series) record(idx int64, length uint32) {
-	slot := ((idx % numSlots) + numSlots) % numSlots
-	if sr.bucketIdx[slot] != idx {
-		sr.bucketIdx[slot], sr.maxes[slot] = idx, 0
+	if sr.buckets == nil {
+		if length == 0 {
+			return // a bucket of 0 adds nothing to a peak of 0
+		}
+		sr.buckets = &buckets{}
+		for i := range sr.buckets.idx {
+			sr.buckets.idx[i] = noBucket
+		}
 	}
-	sr.maxes[slot] = max(sr.maxes[slot], length)
+	b := sr.buckets
+	slot := ((idx % numSlots) + numSlots) % numSlots
+	if b.idx[slot] != idx {
+		b.idx[slot], b.maxes[slot] = idx, 0
+	}
+	b.maxes[slot] = max(b.maxes[slot], length)
 }
 
 // Stats returns the state of one listener as of now; ok is false for a
@@ -167,16 +182,24 @@ func (t *Tracker) Stats(now time.Time, inode uint64) (Stats, bool) {
 	if !ok {
 		return Stats{}, false
 	}
-	idx := t.bucket(now)
+	return Stats{Peak: sr.peak(t.bucket(now)), FullSeconds: sr.fullSecs}, true
+}
+
+// peak is the highest length in the buckets overlapping the window that
+// ends in bucket idx.
+func (sr *series) peak(idx int64) uint32 {
+	if sr.buckets == nil {
+		return 0
+	}
 	var peak uint32
-	for slot, bi := range sr.bucketIdx {
+	for slot, bi := range sr.buckets.idx {
 		// Bucket idx-numBuckets holds now-window (its end is after it),
 		// so it overlaps the window and counts.
 		if bi >= idx-numBuckets && bi <= idx {
-			peak = max(peak, sr.maxes[slot])
+			peak = max(peak, sr.buckets.maxes[slot])
 		}
 	}
-	return Stats{Peak: peak, FullSeconds: sr.fullSecs}, true
+	return peak
 }
 
 // Len reports how many listeners the Tracker holds state for.

@@ -446,10 +446,29 @@ func BenchmarkTrackerStats(b *testing.B) {
 
 // TestTrackerRetainedBytesPerListener measures the heap a Tracker keeps per
 // listener in steady state (after several rounds, so the map is the one a
-// round leaves behind).
+// round leaves behind), for queues in use and for idle ones, which are
+// most listeners of a node and keep no buckets.
 func TestTrackerRetainedBytesPerListener(t *testing.T) {
 	const n = 10_000
-	samples := makeSamples(n)
+	busy := retainedPerListener(t, makeSamples(n))
+	idle := makeSamples(n)
+	for i := range idle {
+		idle[i].Length = 0
+	}
+	quiet := retainedPerListener(t, idle)
+	t.Logf("retained heap per listener (%d listeners): %.0f bytes with queues in use, %.0f idle", n, busy, quiet)
+	// A series is about 200 bytes of buckets plus its map entry; ten times
+	// that means state leaks across rounds.
+	if busy <= 0 || busy > 2048 {
+		t.Errorf("retained %.0f bytes per listener, want between 0 and 2048", busy)
+	}
+	if quiet <= 0 || quiet > busy/2 {
+		t.Errorf("retained %.0f bytes per idle listener, want under half the %.0f of a busy one", quiet, busy)
+	}
+}
+
+func retainedPerListener(t *testing.T, samples []Sample) float64 {
+	t.Helper()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -459,18 +478,11 @@ func TestTrackerRetainedBytesPerListener(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if tr.Len() != n {
-		t.Fatalf("Len = %d, want %d", tr.Len(), n)
+	if tr.Len() != len(samples) {
+		t.Fatalf("Len = %d, want %d", tr.Len(), len(samples))
 	}
-	perListener := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
 	runtime.KeepAlive(tr)
-	runtime.KeepAlive(samples)
-	t.Logf("retained heap: %.0f bytes per listener (%d listeners)", perListener, n)
-	// A series is about 200 bytes of buckets plus its map entry; ten times
-	// that means state leaks across rounds.
-	if perListener <= 0 || perListener > 2048 {
-		t.Errorf("retained %.0f bytes per listener, want between 0 and 2048", perListener)
-	}
+	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(len(samples))
 }
 
 // TestTrackerSetInterval: when the sampler stretches its interval (CPU
