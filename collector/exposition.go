@@ -235,7 +235,14 @@ func appendFloat(b []byte, f float64) []byte {
 // after the metric name. The names are the listener label names, all valid
 // legacy names, which the format writes unquoted.
 func labelText(values *[numListenerLabels]string) string {
+	text, _ := labelTextAt(values)
+	return text
+}
+
+// labelTextAt is labelText, also returning where each value starts in it.
+func labelTextAt(values *[numListenerLabels]string) (string, [numListenerLabels]int) {
 	var sb strings.Builder
+	var at [numListenerLabels]int
 	for i, v := range values {
 		if i == 0 {
 			sb.WriteByte('{')
@@ -244,15 +251,25 @@ func labelText(values *[numListenerLabels]string) string {
 		}
 		sb.WriteString(*listenerLabelNames[i])
 		sb.WriteString(`="`)
+		at[i] = sb.Len()
 		valueEscaper.WriteString(&sb, v) //nolint:errcheck // a strings.Builder does not fail
 		sb.WriteByte('"')
 	}
 	sb.WriteByte('}')
-	return sb.String()
+	return sb.String(), at
 }
 
-// render sets the label set's text and whether a gzip segment ends after it.
+// render sets the label set's text and whether a gzip segment ends after
+// it. A value written unescaped then points into the text: the label set
+// holds one copy of the listener's strings, not two (a quarter of a
+// label set's memory), and no longer holds the scrape's own.
 func (ls *labelSet) render() {
-	ls.text = labelText(&ls.values)
+	var at [numListenerLabels]int
+	ls.text, at = labelTextAt(&ls.values)
+	for i, v := range ls.values {
+		if w := ls.text[at[i]:]; len(w) >= len(v) && w[:len(v)] == v {
+			ls.values[i] = w[:len(v)]
+		}
+	}
 	ls.cut = segmentCut(ls.text)
 }
