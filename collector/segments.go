@@ -56,6 +56,7 @@ func segmentCut(text string) bool {
 type segmentCache struct {
 	mu      sync.Mutex
 	entries map[segmentKey]*segmentEntry
+	headers [numListenerMetrics]*headerEntry
 	round   uint64
 	comp    *gzipseg.Compressor
 	z       *gzipseg.Writer
@@ -112,13 +113,13 @@ func (s *Snapshot) WriteGzip(w io.Writer, format expfmt.Format) error {
 	return err
 }
 
-// writeFamily writes metric m's family header through bw, then its series
-// in segments to z.
+// writeFamily writes metric m's family header and series in segments to z,
+// after what bw holds.
 func (c *segmentCache) writeFamily(bw *bufio.Writer, z *gzipseg.Writer, s *Snapshot, m int) error {
-	if _, err := bw.Write(s.familyHeader(c.text[:0], m)); err != nil {
+	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
+	if err := z.WriteSegment(c.header(s, m)); err != nil {
 		return err
 	}
 	rows := s.rows.rows
@@ -142,6 +143,24 @@ func (c *segmentCache) writeFamily(bw *bufio.Writer, z *gzipseg.Writer, s *Snaps
 		return z.WriteSegment(c.segment(rows[start:], m))
 	}
 	return nil
+}
+
+// header returns the segment of metric m's HELP and TYPE lines: a fresh
+// compression would cost a flush and a reset of the compressor per family.
+func (c *segmentCache) header(s *Snapshot, m int) *gzipseg.Segment {
+	c.text = s.familyHeader(c.text[:0], m)
+	e := c.headers[m]
+	if e == nil || e.text != string(c.text) {
+		e = &headerEntry{text: string(c.text)}
+		c.comp.Compress(&e.seg, c.text)
+		c.headers[m] = e
+	}
+	return &e.seg
+}
+
+type headerEntry struct {
+	text string
+	seg  gzipseg.Segment
 }
 
 // segment returns the segment of metric m over rows (the first has m),
