@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 
@@ -44,21 +45,20 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	socks, err := conn.UnixSockets(sockdiag.UnixRequest{States: 1 << sockdiag.StateListen})
-	if err != nil {
-		return nil, unixDiagErr(ns.Failed(conn, err))
-	}
-	out := make([]Listener, 0, len(socks))
-	for _, s := range socks {
+	out := make([]Listener, 0, conn.LastUnixCount())
+	var noQueue error
+	err = conn.EachUnixSocket(sockdiag.UnixRequest{States: 1 << sockdiag.StateListen}, func(s *sockdiag.UnixSocket) error {
 		if s.Type != sockdiag.SockStream && s.Type != sockdiag.SockSeqPacket {
-			continue
+			return nil
 		}
 		if !s.HasQueue {
-			return nil, fmt.Errorf("unix_diag: socket %d has no queue lengths (UNIX_DIAG_RQLEN)", s.Inode)
+			// Read on to the end of the dump: the connection stays usable.
+			noQueue = cmp.Or(noQueue, fmt.Errorf("unix_diag: socket %d has no queue lengths (UNIX_DIAG_RQLEN)", s.Inode))
+			return nil
 		}
 		name := FormatUnixName(s.Name)
 		if name == "" {
-			continue
+			return nil
 		}
 		out = append(out, Listener{
 			Proto:   "unix",
@@ -67,6 +67,13 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
 			Length:  s.RQueue,
 			Limit:   s.WQueue,
 		})
+		return nil
+	})
+	if err != nil {
+		return nil, unixDiagErr(ns.Failed(conn, err))
+	}
+	if noQueue != nil {
+		return nil, noQueue
 	}
 	return out, nil
 }

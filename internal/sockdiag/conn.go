@@ -1,6 +1,7 @@
 package sockdiag
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -73,17 +74,43 @@ func (c *Conn) InetSockets(req InetRequest) ([]InetSocket, error) {
 // UnixSockets runs one unix_diag dump.
 func (c *Conn) UnixSockets(req UnixRequest) ([]UnixSocket, error) {
 	out := make([]UnixSocket, 0, c.lastUnix.Load())
-	err := c.dump(sockDiagByFamily, req.MarshalBinary, func(data []byte) error {
-		s, err := ParseUnixSocket(data)
-		out = append(out, s)
-		return err
+	err := c.EachUnixSocket(req, func(s *UnixSocket) error {
+		s.Name = bytes.Clone(s.Name)
+		out = append(out, *s)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("unix_diag dump: %w", err)
+		return nil, err
 	}
-	c.lastUnix.Store(int64(len(out)))
 	return out, nil
 }
+
+// EachUnixSocket dumps unix sockets as UnixSockets does, handing each to
+// each as it is decoded, and stops at the first error each returns. The
+// socket's Name points into the netlink message and is valid only during
+// the call: a caller that keeps only what it derives from it (the exporter
+// keeps a formatted name) then copies no 20,000 names a scrape.
+func (c *Conn) EachUnixSocket(req UnixRequest, each func(*UnixSocket) error) error {
+	n := 0
+	var s UnixSocket // one for the dump, not one on the heap per socket
+	err := c.dump(sockDiagByFamily, req.MarshalBinary, func(data []byte) error {
+		var err error
+		if s, err = parseUnixSocket(data); err != nil {
+			return err
+		}
+		n++
+		return each(&s)
+	})
+	if err != nil {
+		return fmt.Errorf("unix_diag dump: %w", err)
+	}
+	c.lastUnix.Store(int64(n))
+	return nil
+}
+
+// LastUnixCount is how many sockets the last unix dump returned: a size
+// hint for the next one's results.
+func (c *Conn) LastUnixCount() int { return int(c.lastUnix.Load()) }
 
 // dump sends one dump request and hands each answer's payload to each as
 // it arrives. Parsing messages as they come, rather than collecting them

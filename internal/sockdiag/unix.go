@@ -66,6 +66,13 @@ type UnixSocket struct {
 
 // ParseUnixSocket decodes one struct unix_diag_msg and its attributes.
 func ParseUnixSocket(b []byte) (UnixSocket, error) {
+	s, err := parseUnixSocket(b)
+	s.Name = bytes.Clone(s.Name)
+	return s, err
+}
+
+// parseUnixSocket is ParseUnixSocket with a Name that points into b.
+func parseUnixSocket(b []byte) (UnixSocket, error) {
 	if len(b) < unixDiagMsgLen {
 		return UnixSocket{}, fmt.Errorf("unix_diag_msg: %w: %d bytes, want %d", ErrShortMessage, len(b), unixDiagMsgLen)
 	}
@@ -81,9 +88,7 @@ func ParseUnixSocket(b []byte) (UnixSocket, error) {
 	if err != nil {
 		return UnixSocket{}, fmt.Errorf("unix_diag_msg attributes: %w", err)
 	}
-	if name != nil {
-		s.Name = bytes.Clone(name)
-	}
+	s.Name = name
 	q, err := findAttr(attrs, unixDiagRQLen)
 	if err != nil {
 		return UnixSocket{}, fmt.Errorf("unix_diag_msg attributes: %w", err)
