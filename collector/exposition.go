@@ -231,15 +231,10 @@ func appendFloat(b []byte, f float64) []byte {
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
 
-// labelText renders listener label values as the text format writes them
-// after the metric name. The names are the listener label names, all valid
-// legacy names, which the format writes unquoted.
-func labelText(values *[numListenerLabels]string) string {
-	text, _ := labelTextAt(values)
-	return text
-}
-
-// labelTextAt is labelText, also returning where each value starts in it.
+// labelTextAt renders listener label values as the text format writes them
+// after the metric name, and returns where each value starts in it. The
+// names are the listener label names, all valid legacy names, which the
+// format writes unquoted.
 func labelTextAt(values *[numListenerLabels]string) (string, [numListenerLabels]int) {
 	var sb strings.Builder
 	var at [numListenerLabels]int

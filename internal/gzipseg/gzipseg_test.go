@@ -46,14 +46,13 @@ func TestMemberDecodesToTextInOrder(t *testing.T) {
 		z.Reset(&out)
 		var want []byte
 		for range r.IntN(12) {
-			switch k := r.IntN(3); {
-			case k == 0:
+			if r.IntN(3) == 0 {
 				p := randomText(r, r.IntN(20000))
 				if _, err := z.Write(p); err != nil {
 					t.Fatal(err)
 				}
 				want = append(want, p...)
-			default:
+			} else {
 				i := r.IntN(len(segs))
 				if r.IntN(4) == 0 { // the text changed: compress it again
 					texts[i] = randomText(r, r.IntN(40000))
