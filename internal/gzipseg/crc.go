@@ -46,8 +46,10 @@ func xpow8(n int64) uint32 {
 // Combine returns the CRC-32 (IEEE) of A followed by B, given crcA, the
 // CRC of A, and crcB, the CRC of B, whose length is sizeB.
 func Combine(crcA, crcB uint32, sizeB int64) uint32 {
-	if sizeB == 0 {
-		return crcA
-	}
-	return mulmod(xpow8(sizeB), crcA) ^ crcB
+	return combineShifted(crcA, crcB, xpow8(sizeB))
+}
+
+// combineShifted is Combine with x^(8·sizeB) already worked out.
+func combineShifted(crcA, crcB, shift uint32) uint32 {
+	return mulmod(shift, crcA) ^ crcB
 }

@@ -41,6 +41,9 @@ type Segment struct {
 	data []byte
 	crc  uint32
 	size int64
+	// shift is x^(8·size) modulo the CRC polynomial, what Combine works
+	// out from size: computed once here, not at every member it is in.
+	shift uint32
 }
 
 // Size is the length of the text the segment decodes to.
@@ -72,6 +75,7 @@ func (c *Compressor) Compress(seg *Segment, text []byte) {
 	seg.data = append(seg.data[:0], c.buf.Bytes()...)
 	seg.crc = crc32.ChecksumIEEE(text)
 	seg.size = int64(len(text))
+	seg.shift = xpow8(seg.size)
 }
 
 // Writer writes one gzip member to an io.Writer. Text given to Write is
@@ -141,7 +145,7 @@ func (z *Writer) WriteSegment(seg *Segment) error {
 		return z.err
 	}
 	_, z.err = z.w.Write(seg.data)
-	z.crc = Combine(z.crc, seg.crc, seg.size)
+	z.crc = combineShifted(z.crc, seg.crc, seg.shift)
 	z.n += seg.size
 	return z.err
 }
