@@ -590,10 +590,9 @@ func (f *listenerFamilies) sorted(c *orderCache) listenerRows {
 // listeners); while the listeners stay the same, each row goes straight to
 // its remembered place.
 type orderCache struct {
-	mu     sync.Mutex
-	sorts  uint64 // number of full sorts, which stamps labelSet.rankOf
-	n      int
-	placed []listenerRow
+	mu    sync.Mutex
+	sorts uint64 // number of full sorts, which stamps labelSet.rankOf
+	n     int
 }
 
 func (c *orderCache) sort(rows []listenerRow) {
@@ -611,22 +610,28 @@ func (c *orderCache) sort(rows []listenerRow) {
 }
 
 // place puts rows in their remembered order, if they are the rows of the
-// last sort.
+// last sort. It swaps each row into its place, in the rows themselves: a
+// second slice of 25,000 rows would be 1.6 MB held between scrapes. On
+// false the rows may be partly moved, which the full sort after it does
+// not mind.
 func (c *orderCache) place(rows []listenerRow) bool {
 	if c.sorts == 0 || len(rows) != c.n {
 		return false
 	}
-	c.placed = slices.Grow(c.placed[:0], len(rows))[:len(rows)]
-	clear(c.placed)
-	for _, r := range rows {
-		ls := r.labels
-		if ls.rankOf != c.sorts || c.placed[ls.rank].labels != nil {
+	for i := range rows {
+		if rows[i].labels.rankOf != c.sorts {
 			return false
 		}
-		c.placed[ls.rank] = r
 	}
-	copy(rows, c.placed)
-	clear(c.placed) // hold no label sets between scrapes
+	// Every rank is below c.n, the length of the sort that set it.
+	for i := range rows {
+		for r := rows[i].labels.rank; r != i; r = rows[i].labels.rank {
+			if rows[r].labels.rank == r {
+				return false // its place is taken: a label set twice
+			}
+			rows[i], rows[r] = rows[r], rows[i]
+		}
+	}
 	return true
 }
 
