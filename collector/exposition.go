@@ -29,8 +29,8 @@ type Snapshot struct {
 	rows     listenerRows
 	// order lists the listener metrics that have series, by name.
 	order []int
-	// segments is the listener exporter's cache for WriteGzip; nil
-	// compresses everything.
+	// segments is the listener exporter's cache for TryWriteGzip; without
+	// one, TryWriteGzip declines.
 	segments *segmentCache
 }
 

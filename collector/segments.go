@@ -85,32 +85,55 @@ type segmentRow struct {
 	value  uint64 // the float's bits: a changed value is a changed line
 }
 
-// WriteGzip writes the snapshot as WriteText does, gzipped, reusing the
+// TryWriteGzip writes the snapshot as WriteText does, gzipped, reusing the
 // compressed segments of the listener families that the last gzipped
-// scrape wrote. Concurrent calls are correct; one at a time uses the cache,
-// the others compress everything.
-func (s *Snapshot) WriteGzip(w io.Writer, format expfmt.Format) error {
+// scrape wrote, and reports true. One call at a time uses the cache: while
+// another holds it, or without one, it writes nothing and reports false,
+// and the caller gzips WriteText's bytes itself, which costs less than
+// compressing every segment apart.
+func (s *Snapshot) TryWriteGzip(w io.Writer, format expfmt.Format) (bool, error) {
 	if format.FormatType() != expfmt.TypeTextPlain {
-		return fmt.Errorf("WriteGzip: %s is not the text format", format)
+		return false, fmt.Errorf("TryWriteGzip: %s is not the text format", format)
 	}
 	c := s.segments
 	if c == nil || !c.mu.TryLock() {
-		c = &segmentCache{}
-	} else {
-		defer c.mu.Unlock()
+		return false, nil
 	}
+	defer c.mu.Unlock()
 	if c.z == nil {
 		c.comp, c.z = gzipseg.NewCompressor(), gzipseg.NewWriter(w)
 	}
 	c.z.Reset(w)
+	defer c.z.Reset(nil) // keep no reference to w
 	c.round++
 	err := s.writeTo(c.z, format, func(bw *bufio.Writer, m int) error {
+		if c.z.Err() != nil {
+			return nil // said once, by the family that met it
+		}
 		return c.writeFamily(bw, c.z, s, m)
 	})
-	err = errors.Join(err, c.z.Close())
+	if werr := c.z.Close(); werr != nil {
+		// The writer's error is sticky: reported once, and the segments
+		// not reached are kept for the next scrape.
+		return true, errors.Join(withoutWriteErr(err, werr), werr)
+	}
 	c.evict()
-	c.z.Reset(nil) // keep no reference to w
-	return err
+	return true, err
+}
+
+// withoutWriteErr is err (possibly joined) less what is werr.
+func withoutWriteErr(err, werr error) error {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var keep []error
+	for _, e := range errs {
+		if !errors.Is(e, werr) {
+			keep = append(keep, e)
+		}
+	}
+	return errors.Join(keep...)
 }
 
 // writeFamily writes metric m's family header and series in segments to z,

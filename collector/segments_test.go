@@ -3,8 +3,10 @@ package collector
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -12,7 +14,7 @@ import (
 )
 
 // TestGzipMatchesText: over scrapes of listeners that come and go and
-// whose values change now and then, as on a node, what WriteGzip writes
+// whose values change now and then, as on a node, what TryWriteGzip writes
 // decodes to WriteText's bytes, in every text format, while most segments
 // are reused from the scrape before.
 func TestGzipMatchesText(t *testing.T) {
@@ -55,7 +57,7 @@ func TestGzipMatchesText(t *testing.T) {
 		format := textFormats[round%len(textFormats)]
 		want := writeText(t, s, format)
 		if got := gunzip(t, s, format); !bytes.Equal(got, want) {
-			t.Fatalf("round %d, %s: WriteGzip decodes to other bytes than WriteText\n%s", round, format, firstDiff(got, want))
+			t.Fatalf("round %d, %s: TryWriteGzip decodes to other bytes than WriteText\n%s", round, format, firstDiff(got, want))
 		}
 		written := cache.compressed - compressed
 		// Each changed value changes one segment; each listener come or
@@ -81,36 +83,83 @@ func churn(rng *rand.Rand, pool []listenerRow, live []bool) {
 	}
 }
 
-// TestGzipConcurrent: scrapes writing at once share nothing but the
-// cache's lock; one uses the cache, the others compress everything.
+// TestGzipConcurrent: of scrapes writing at once, the one holding the
+// cache writes, and the others decline, writing nothing.
 func TestGzipConcurrent(t *testing.T) {
 	s := randomSnapshot(rand.New(rand.NewPCG(9, 10)), 500)
 	s.segments = &segmentCache{}
 	want := writeText(t, s, expfmt.FmtText)
 	var wg sync.WaitGroup
 	bodies := make([][]byte, 8)
+	wrote := make([]bool, len(bodies))
 	for i := range bodies {
 		wg.Go(func() {
 			var out bytes.Buffer
-			if err := s.WriteGzip(&out, expfmt.FmtText); err != nil {
+			ok, err := s.TryWriteGzip(&out, expfmt.FmtText)
+			if err != nil {
 				t.Error(err)
 			}
-			bodies[i] = out.Bytes()
+			bodies[i], wrote[i] = out.Bytes(), ok
 		})
 	}
 	wg.Wait()
+	n := 0
 	for i, b := range bodies {
+		if !wrote[i] {
+			if len(b) != 0 {
+				t.Errorf("scrape %d declined and wrote %d bytes", i, len(b))
+			}
+			continue
+		}
+		n++
 		if got := decode(t, b); !bytes.Equal(got, want) {
 			t.Fatalf("scrape %d decodes to other bytes than WriteText\n%s", i, firstDiff(got, want))
 		}
 	}
+	if n == 0 {
+		t.Error("no scrape wrote")
+	}
+	var out bytes.Buffer
+	if ok, err := (&Snapshot{rows: s.rows, order: s.order}).TryWriteGzip(&out, expfmt.FmtText); ok || err != nil || out.Len() != 0 {
+		t.Errorf("without a cache: wrote %v, %d bytes, error %v; want a silent decline", ok, out.Len(), err)
+	}
+}
+
+// TestGzipWriteError: a writer failing mid-body is reported once, and the
+// next scrape still matches WriteText.
+func TestGzipWriteError(t *testing.T) {
+	s := randomSnapshot(rand.New(rand.NewPCG(11, 12)), 800)
+	s.segments = &segmentCache{}
+	broken := &failAfter{n: 2000}
+	ok, err := s.TryWriteGzip(broken, expfmt.FmtText)
+	if !ok || err == nil {
+		t.Fatalf("TryWriteGzip to a failing writer: %v, %v; want true and an error", ok, err)
+	}
+	if n := strings.Count(err.Error(), errBroken.Error()); n != 1 {
+		t.Errorf("the write error is reported %d times: %v", n, err)
+	}
+	if got, want := gunzip(t, s, expfmt.FmtText), writeText(t, s, expfmt.FmtText); !bytes.Equal(got, want) {
+		t.Fatalf("after a failed write: other bytes than WriteText\n%s", firstDiff(got, want))
+	}
+}
+
+var errBroken = errors.New("connection reset by peer")
+
+type failAfter struct{ n int }
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if f.n -= len(p); f.n < 0 {
+		return 0, errBroken
+	}
+	return len(p), nil
 }
 
 func TestWriteGzipRejectsOtherFormats(t *testing.T) {
 	s := randomSnapshot(rand.New(rand.NewPCG(3, 4)), 3)
+	s.segments = &segmentCache{}
 	for _, f := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeProtoDelim), expfmt.NewFormat(expfmt.TypeOpenMetrics)} {
-		if err := s.WriteGzip(&bytes.Buffer{}, f); err == nil {
-			t.Errorf("WriteGzip(%s) gave no error", f)
+		if _, err := s.TryWriteGzip(&bytes.Buffer{}, f); err == nil {
+			t.Errorf("TryWriteGzip(%s) gave no error", f)
 		}
 	}
 }
@@ -127,8 +176,8 @@ func writeText(t *testing.T, s *Snapshot, format expfmt.Format) []byte {
 func gunzip(t *testing.T, s *Snapshot, format expfmt.Format) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := s.WriteGzip(&b, format); err != nil {
-		t.Fatal(err)
+	if ok, err := s.TryWriteGzip(&b, format); !ok || err != nil {
+		t.Fatalf("TryWriteGzip: %v, %v", ok, err)
 	}
 	return decode(t, b.Bytes())
 }

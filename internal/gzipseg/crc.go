@@ -49,7 +49,12 @@ func Combine(crcA, crcB uint32, sizeB int64) uint32 {
 	return combineShifted(crcA, crcB, xpow8(sizeB))
 }
 
-// combineShifted is Combine with x^(8·sizeB) already worked out.
+// combineShifted is Combine with x^(8·sizeB) already worked out. A shift of
+// 0 is a Segment never compressed, which is empty: x^k is never 0 modulo
+// the polynomial.
 func combineShifted(crcA, crcB, shift uint32) uint32 {
+	if shift == 0 {
+		return crcA
+	}
 	return mulmod(shift, crcA) ^ crcB
 }

@@ -137,6 +137,10 @@ func (z *Writer) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Err is the first error the underlying writer returned, if any; once it
+// failed, the Writer writes nothing more.
+func (z *Writer) Err() error { return z.err }
+
 // WriteSegment copies seg into the member.
 func (z *Writer) WriteSegment(seg *Segment) error {
 	z.start()

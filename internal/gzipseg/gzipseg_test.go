@@ -166,3 +166,26 @@ func firstDiff(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// TestZeroSegmentIsEmpty: a Segment never compressed adds nothing, and
+// leaves the CRC as it was.
+func TestZeroSegmentIsEmpty(t *testing.T) {
+	var out bytes.Buffer
+	z := NewWriter(&out)
+	if _, err := z.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.WriteSegment(new(Segment)); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := gzip.NewReader(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(gr); err != nil || string(got) != "hello" {
+		t.Fatalf("decodes to %q, %v; want \"hello\"", got, err)
+	}
+}

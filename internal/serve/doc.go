@@ -1,7 +1,7 @@
 // Package serve is the exporter's /metrics handler: the one path a scrape
 // takes from the HTTP request to the bytes on the wire.
 //
-//	request ─▶ Shared ─▶ Handler ─┬─▶ text, gzip: Source() → Snapshot.WriteGzip (if it has one)
+//	request ─▶ Shared ─▶ Handler ─┬─▶ text, gzip: Source() → Snapshot.TryWriteGzip (if it has one)
 //	                              ├─▶ text: Source() → Snapshot.WriteText → gzip or identity
 //	                              └─▶ protobuf, OpenMetrics, ?name[]=: the promhttp fallback
 //
@@ -22,5 +22,6 @@
 // collector package's tests hold that rendering to expfmt's bytes, and this
 // package's tests hold the whole response to promhttp's. A Snapshot that
 // gzips itself (a GzipSnapshot) does so from compressed pieces it keeps
-// between scrapes; what it writes must decode to WriteText's bytes.
+// between scrapes, or declines (another scrape is using them) and the
+// Handler gzips WriteText's bytes; what it writes must decode to them.
 package serve

@@ -21,12 +21,14 @@ type Snapshot interface {
 	Empty() bool
 }
 
-// GzipSnapshot is a Snapshot that gzips its text itself, better than a
-// gzip writer around WriteText would (as collector.Snapshot reuses what it
-// compressed for the last scrape). The decoded body must be WriteText's.
+// GzipSnapshot is a Snapshot that can gzip its text itself, for less than
+// a gzip writer around WriteText costs (collector.Snapshot reuses what it
+// compressed for the last scrape). TryWriteGzip reports false when it
+// wrote nothing and the Handler is to gzip WriteText's bytes; the body it
+// writes must decode to WriteText's.
 type GzipSnapshot interface {
 	Snapshot
-	WriteGzip(w io.Writer, format expfmt.Format) error
+	TryWriteGzip(w io.Writer, format expfmt.Format) (bool, error)
 }
 
 // Source reads a Snapshot. An error with a Snapshot is a partial failure:
@@ -112,10 +114,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()[k] = slices.Clone(vs)
 	}
 	if gs, ok := snap.(GzipSnapshot); ok && encoding == "gzip" {
-		if err := gs.WriteGzip(w, format); err != nil {
+		done, err := gs.TryWriteGzip(w, format)
+		if err != nil {
 			h.log("error encoding and sending metric family:", err)
 		}
-		return
+		if done {
+			return
+		}
 	}
 	out := io.Writer(w)
 	if encoding == "gzip" {
