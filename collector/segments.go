@@ -58,7 +58,6 @@ type segmentCache struct {
 	entries map[segmentKey]*segmentEntry
 	headers [numListenerMetrics]*headerEntry
 	round   uint64
-	comp    *gzipseg.Compressor
 	z       *gzipseg.Writer
 	text    []byte
 	// compressed counts the segments compressed, for tests.
@@ -101,7 +100,7 @@ func (s *Snapshot) TryWriteGzip(w io.Writer, format expfmt.Format) (bool, error)
 	}
 	defer c.mu.Unlock()
 	if c.z == nil {
-		c.comp, c.z = gzipseg.NewCompressor(), gzipseg.NewWriter(w)
+		c.z = gzipseg.NewWriter(nil)
 	}
 	c.z.Reset(w)
 	defer c.z.Reset(nil) // keep no reference to w
@@ -175,7 +174,7 @@ func (c *segmentCache) header(s *Snapshot, m int) *gzipseg.Segment {
 	e := c.headers[m]
 	if e == nil || e.text != string(c.text) {
 		e = &headerEntry{text: string(c.text)}
-		c.comp.Compress(&e.seg, c.text)
+		c.z.Compress(&e.seg, c.text)
 		c.headers[m] = e
 	}
 	return &e.seg
@@ -218,7 +217,7 @@ func (c *segmentCache) segment(rows []listenerRow, m int) *gzipseg.Segment {
 		text = appendLine(text, def.name, r, m)
 	}
 	c.text = text
-	c.comp.Compress(&e.seg, text)
+	c.z.Compress(&e.seg, text)
 	c.compressed++
 	return &e.seg
 }

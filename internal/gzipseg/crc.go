@@ -4,7 +4,7 @@ package gzipseg
 // its parts, by polynomial arithmetic modulo the CRC polynomial. The
 // register is kept reflected, as hash/crc32 keeps it: the top bit is the
 // coefficient of x^0. The CRC's pre- and post-inversion cancel out of the
-// combination, which is why the formula in Combine needs no correction.
+// combination, which is why the formula in combine needs no correction.
 
 // poly is the IEEE polynomial, reflected.
 const poly = 0xedb88320
@@ -43,13 +43,13 @@ func xpow8(n int64) uint32 {
 	return result
 }
 
-// Combine returns the CRC-32 (IEEE) of A followed by B, given crcA, the
+// combine returns the CRC-32 (IEEE) of A followed by B, given crcA, the
 // CRC of A, and crcB, the CRC of B, whose length is sizeB.
-func Combine(crcA, crcB uint32, sizeB int64) uint32 {
+func combine(crcA, crcB uint32, sizeB int64) uint32 {
 	return combineShifted(crcA, crcB, xpow8(sizeB))
 }
 
-// combineShifted is Combine with x^(8·sizeB) already worked out. A shift of
+// combineShifted is combine with x^(8·sizeB) already worked out. A shift of
 // 0 is a Segment never compressed, which is empty: x^k is never 0 modulo
 // the polynomial.
 func combineShifted(crcA, crcB, shift uint32) uint32 {

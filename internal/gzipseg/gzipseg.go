@@ -6,13 +6,13 @@
 // ending with a sync flush. It refers to nothing before it and ends on a
 // byte boundary, so it is a valid run of deflate blocks wherever it is
 // placed in a stream. A Writer strings segments and freshly compressed text
-// into one gzip member; its CRC-32 is combined from the segments' own
-// (Combine), so the cached text is not read again.
+// into one gzip member; its CRC-32 is combined from the segments' own, so
+// the cached text is not read again. One deflate compressor does both, so
+// a Writer compresses segments too, also between two members.
 //
-//	seg := new(gzipseg.Segment)
-//	c := gzipseg.NewCompressor()
-//	c.Compress(seg, text)        // once, while text stays the same
 //	w := gzipseg.NewWriter(out)
+//	seg := new(gzipseg.Segment)
+//	w.Compress(seg, text)        // once, while text stays the same
 //	w.Write(header)              // fresh text
 //	w.WriteSegment(seg)          // cached
 //	w.Close()
@@ -41,41 +41,9 @@ type Segment struct {
 	data []byte
 	crc  uint32
 	size int64
-	// shift is x^(8·size) modulo the CRC polynomial, what Combine works
+	// shift is x^(8·size) modulo the CRC polynomial, what combine works
 	// out from size: computed once here, not at every member it is in.
 	shift uint32
-}
-
-// Size is the length of the text the segment decodes to.
-func (s *Segment) Size() int64 { return s.size }
-
-// Compressor compresses segments, reusing its buffers. It is not safe for
-// concurrent use.
-type Compressor struct {
-	fw  *flate.Writer
-	buf bytes.Buffer
-}
-
-// NewCompressor returns a Compressor.
-func NewCompressor() *Compressor {
-	fw, err := flate.NewWriter(nil, level)
-	if err != nil {
-		panic(err) // level is valid
-	}
-	return &Compressor{fw: fw}
-}
-
-// Compress sets seg to text compressed on its own. It reuses seg's buffer.
-func (c *Compressor) Compress(seg *Segment, text []byte) {
-	c.buf.Reset()
-	c.fw.Reset(&c.buf)
-	// A bytes.Buffer does not fail, and neither does the flate writer over one.
-	_, _ = c.fw.Write(text)
-	_ = c.fw.Flush()
-	seg.data = append(seg.data[:0], c.buf.Bytes()...)
-	seg.crc = crc32.ChecksumIEEE(text)
-	seg.size = int64(len(text))
-	seg.shift = xpow8(seg.size)
 }
 
 // Writer writes one gzip member to an io.Writer. Text given to Write is
@@ -84,6 +52,7 @@ func (c *Compressor) Compress(seg *Segment, text []byte) {
 type Writer struct {
 	w   io.Writer
 	fw  *flate.Writer
+	buf bytes.Buffer // a segment being compressed
 	crc uint32
 	n   int64
 	// fresh is whether fw has written since the last segment: it must then
@@ -103,10 +72,26 @@ func NewWriter(w io.Writer) *Writer {
 	return &Writer{w: w, fw: fw}
 }
 
-// Reset makes z write a new member to w, keeping its buffers.
+// Reset makes z write a new member to w, keeping its compressor.
 func (z *Writer) Reset(w io.Writer) {
 	z.fw.Reset(w)
-	*z = Writer{w: w, fw: z.fw}
+	z.w, z.crc, z.n, z.fresh, z.started, z.err = w, 0, 0, false, false, nil
+}
+
+// Compress sets seg to text compressed on its own, reusing seg's buffer.
+// Text written to the member before it is flushed first, as its compressor
+// is then used for the segment.
+func (z *Writer) Compress(seg *Segment, text []byte) {
+	z.flush()
+	z.buf.Reset()
+	z.fw.Reset(&z.buf)
+	// A bytes.Buffer does not fail, and neither does the flate writer over one.
+	_, _ = z.fw.Write(text)
+	_ = z.fw.Flush()
+	seg.data = append(seg.data[:0], z.buf.Bytes()...)
+	seg.crc = crc32.ChecksumIEEE(text)
+	seg.size = int64(len(text))
+	seg.shift = xpow8(seg.size)
 }
 
 // header is a gzip member header: deflate, no name, no time, fastest

@@ -19,9 +19,9 @@ func TestCombineMatchesChecksumOfConcatenation(t *testing.T) {
 			b = b[:0]
 		}
 		want := crc32.ChecksumIEEE(append(append([]byte{}, a...), b...))
-		got := Combine(crc32.ChecksumIEEE(a), crc32.ChecksumIEEE(b), int64(len(b)))
+		got := combine(crc32.ChecksumIEEE(a), crc32.ChecksumIEEE(b), int64(len(b)))
 		if got != want {
-			t.Fatalf("case %d (%d+%d bytes): Combine = %08x, crc32 of the concatenation = %08x", i, len(a), len(b), got, want)
+			t.Fatalf("case %d (%d+%d bytes): combine = %08x, crc32 of the concatenation = %08x", i, len(a), len(b), got, want)
 		}
 	}
 }
@@ -31,16 +31,15 @@ func TestCombineMatchesChecksumOfConcatenation(t *testing.T) {
 // (which checks the CRC and size) decodes.
 func TestMemberDecodesToTextInOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	c := NewCompressor()
+	var out bytes.Buffer
+	z := NewWriter(&out)
 	segs := make([]*Segment, 8)
 	texts := make([][]byte, len(segs))
 	for i := range segs {
 		segs[i] = new(Segment)
 		texts[i] = randomText(r, r.IntN(40000))
-		c.Compress(segs[i], texts[i])
+		z.Compress(segs[i], texts[i])
 	}
-	var out bytes.Buffer
-	z := NewWriter(&out)
 	for round := range 30 {
 		out.Reset()
 		z.Reset(&out)
@@ -54,9 +53,9 @@ func TestMemberDecodesToTextInOrder(t *testing.T) {
 				want = append(want, p...)
 			} else {
 				i := r.IntN(len(segs))
-				if r.IntN(4) == 0 { // the text changed: compress it again
+				if r.IntN(4) == 0 { // the text changed: compress it again, mid-member
 					texts[i] = randomText(r, r.IntN(40000))
-					c.Compress(segs[i], texts[i])
+					z.Compress(segs[i], texts[i])
 				}
 				if err := z.WriteSegment(segs[i]); err != nil {
 					t.Fatal(err)
@@ -90,17 +89,17 @@ func TestMemberDecodesToTextInOrder(t *testing.T) {
 // ended, so it depends on nothing written before it.
 func TestSegmentStandsAlone(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	c := NewCompressor()
+	z := NewWriter(io.Discard)
 	var seg Segment
 	for range 20 {
 		text := randomText(r, r.IntN(50000))
-		c.Compress(&seg, text)
+		z.Compress(&seg, text)
 		stream := append(append([]byte{}, seg.data...), lastBlock...)
 		got, err := io.ReadAll(flate.NewReader(bytes.NewReader(stream)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, text) || seg.Size() != int64(len(text)) {
+		if !bytes.Equal(got, text) || seg.size != int64(len(text)) {
 			t.Fatalf("segment decodes to %d bytes, want %d", len(got), len(text))
 		}
 	}
@@ -130,10 +129,9 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 }
 
 func TestWriteErrorSticks(t *testing.T) {
-	c := NewCompressor()
-	var seg Segment
-	c.Compress(&seg, []byte("some text"))
 	z := NewWriter(&failingWriter{after: 12})
+	var seg Segment
+	z.Compress(&seg, []byte("some text"))
 	_ = z.WriteSegment(&seg)
 	if err := z.WriteSegment(&seg); err == nil {
 		t.Fatal("no error writing past the writer's failure")
