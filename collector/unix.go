@@ -2,7 +2,6 @@ package collector
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 
@@ -53,7 +52,9 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
 		}
 		if !s.HasQueue {
 			// Read on to the end of the dump: the connection stays usable.
-			noQueue = cmp.Or(noQueue, fmt.Errorf("unix_diag: socket %d has no queue lengths (UNIX_DIAG_RQLEN)", s.Inode))
+			if noQueue == nil {
+				noQueue = fmt.Errorf("unix_diag: socket %d has no queue lengths (UNIX_DIAG_RQLEN)", s.Inode)
+			}
 			return nil
 		}
 		name := FormatUnixName(s.Name)
