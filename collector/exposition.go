@@ -196,7 +196,7 @@ func (s *Snapshot) familyHeader(buf []byte, m int) []byte {
 // appendLine appends the series of metric m, called name, of row r.
 func appendLine(buf []byte, name string, r *listenerRow, m int) []byte {
 	buf = append(buf, name...)
-	buf = append(buf, r.labels.text...)
+	buf = r.labels.appendText(buf)
 	buf = append(buf, ' ')
 	buf = appendFloat(buf, r.values[m])
 	return append(buf, '\n')
@@ -205,12 +205,9 @@ func appendLine(buf []byte, name string, r *listenerRow, m int) []byte {
 // chunk is how much writeListenerFamily builds before writing.
 const chunk = 32 << 10
 
-// The text format's escaping: in HELP, backslash and newline; in label
-// values, also the double quote.
-var (
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-	valueEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
-)
+// helpEscaper is the text format's escaping of HELP: backslash and newline
+// (label values also escape the double quote, appendEscaped).
+var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 
 // appendFloat formats a sample value as the text format does.
 func appendFloat(b []byte, f float64) []byte {
@@ -231,40 +228,56 @@ func appendFloat(b []byte, f float64) []byte {
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
 
-// labelTextAt renders listener label values as the text format writes them
-// after the metric name, and returns where each value starts in it. The
-// names are the listener label names, all valid legacy names, which the
-// format writes unquoted.
-func labelTextAt(values *[numListenerLabels]string) (string, [numListenerLabels]int) {
-	var sb strings.Builder
-	var at [numListenerLabels]int
-	for i, v := range values {
+// labelPrefixes are what comes before each label value in the text
+// format: the brace or the comma, the name and the opening quote. The names
+// are the listener label names, all valid legacy names, which the format
+// writes unquoted.
+var labelPrefixes = func() [numListenerLabels]string {
+	var p [numListenerLabels]string
+	for i, name := range listenerLabelNames {
+		sep := `",`
 		if i == 0 {
-			sb.WriteByte('{')
-		} else {
-			sb.WriteByte(',')
+			sep = "{"
 		}
-		sb.WriteString(*listenerLabelNames[i])
-		sb.WriteString(`="`)
-		at[i] = sb.Len()
-		valueEscaper.WriteString(&sb, v) //nolint:errcheck // a strings.Builder does not fail
-		sb.WriteByte('"')
+		p[i] = sep + *name + `="`
 	}
-	sb.WriteByte('}')
-	return sb.String(), at
+	return p
+}()
+
+// appendText appends the labels as the text format writes them after the
+// metric name, braces included. They are rendered on every use rather than
+// kept: kept, the text was nearly half of what a scrape of a big node
+// holds between scrapes, and a gzipped scrape renders only the rows of the
+// segments that changed.
+func (ls *labelSet) appendText(b []byte) []byte {
+	for i, v := range ls.values {
+		b = append(b, labelPrefixes[i]...)
+		if ls.escape&(1<<i) == 0 {
+			b = append(b, v...)
+		} else {
+			b = appendEscaped(b, v)
+		}
+	}
+	return append(b, `"}`...)
 }
 
-// render sets the label set's text and whether a gzip segment ends after
-// it. A value written unescaped then points into the text: the label set
-// holds one copy of the listener's strings, not two (a quarter of a
-// label set's memory), and no longer holds the scrape's own.
-func (ls *labelSet) render() {
-	var at [numListenerLabels]int
-	ls.text, at = labelTextAt(&ls.values)
-	for i, v := range ls.values {
-		if w := ls.text[at[i]:]; len(w) >= len(v) && w[:len(v)] == v {
-			ls.values[i] = w[:len(v)]
+// needsEscape is the text format's escaping of label values: backslash,
+// newline and the double quote.
+func needsEscape(v string) bool { return strings.ContainsAny(v, "\\\n\"") }
+
+// appendEscaped appends v with the escaping of a label value.
+func appendEscaped(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			b = append(b, `\\`...)
+		case '\n':
+			b = append(b, `\n`...)
+		case '"':
+			b = append(b, `\"`...)
+		default:
+			b = append(b, c)
 		}
 	}
-	ls.cut = segmentCut(ls.text)
+	return b
 }

@@ -113,7 +113,7 @@ func randomSnapshot(rng *rand.Rand, n int) *Snapshot {
 		for i := range values {
 			values[i] = randomLabelValue(rng)
 		}
-		r := listenerRow{labels: testLabelSet(values)}
+		r := listenerRow{labels: labelSetOf(values)}
 		for m := range numListenerMetrics {
 			if m <= mQueueLimit || rng.IntN(3) > 0 {
 				r.set(m, randomValue(rng))
@@ -181,7 +181,7 @@ func realisticSnapshot(n int) *Snapshot {
 	for i := range n {
 		values := [numListenerLabels]string{"php-fpm", strconv.Itoa(4000000 + i), "/run/php/php8.2-fpm-" + strconv.Itoa(i) + ".sock",
 			"shop", "4026532" + strconv.Itoa(i%200), "shop-frontend-7d9c5b-" + strconv.Itoa(i%200), "", "php-fpm8.2", "unix"}
-		r := listenerRow{labels: testLabelSet(values)}
+		r := listenerRow{labels: labelSetOf(values)}
 		for m := range numListenerMetrics - 1 {
 			r.set(m, float64(i%512))
 		}
@@ -218,12 +218,6 @@ func BenchmarkExpfmtText(b *testing.B) {
 			}
 		}
 	}
-}
-
-func testLabelSet(values [numListenerLabels]string) *labelSet {
-	ls := &labelSet{values: values}
-	ls.render()
-	return ls
 }
 
 // TestSameLabelsSeesEveryLabel: a cached label set is reused only while
@@ -267,7 +261,7 @@ func TestOrderCacheSortsLikeAFullSort(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	var pool []*labelSet
 	for i := range 50 {
-		pool = append(pool, testLabelSet([numListenerLabels]string{strconv.Itoa(rng.IntN(3)), strconv.Itoa(rng.IntN(1000)) + "-" + strconv.Itoa(i)}))
+		pool = append(pool, labelSetOf([numListenerLabels]string{strconv.Itoa(rng.IntN(3)), strconv.Itoa(rng.IntN(1000)) + "-" + strconv.Itoa(i)}))
 	}
 	var c orderCache
 	live := pool[:30]

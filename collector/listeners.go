@@ -316,14 +316,14 @@ func (s *source) labelSets(out []exported) []*labelSet {
 }
 
 // labelSet is one listener's labels: their values, in the order of
-// listenerLabelNames, and their text form. Client_golang's label pairs are
-// built from the values only for the formats other than text: they would
-// cost three times the memory, kept for every listener.
+// listenerLabelNames. The text form (appendText) and client_golang's label
+// pairs (pairs) are built from them on use: either, kept for every
+// listener, would cost more than the values.
 type labelSet struct {
 	values [numListenerLabels]string
-	// text is the labels in the text exposition format, braces included,
-	// exactly as expfmt writes them.
-	text string
+	// escape has bit i set when values[i] needs escaping in the text
+	// format: nearly none do, and the others are appended as they are.
+	escape uint16
 	// cut ends a gzip segment after this listener's series (segmentCut).
 	cut bool
 	// round is the last labelSets call that exported the listener.
@@ -351,8 +351,16 @@ func listenerLabelValues(ns *netns.Handle, l exported) [numListenerLabels]string
 }
 
 func newLabelSet(ns *netns.Handle, l exported) *labelSet {
-	ls := &labelSet{values: listenerLabelValues(ns, l)}
-	ls.render()
+	return labelSetOf(listenerLabelValues(ns, l))
+}
+
+func labelSetOf(values [numListenerLabels]string) *labelSet {
+	ls := &labelSet{values: values, cut: segmentCut(&values)}
+	for i, v := range values {
+		if needsEscape(v) {
+			ls.escape |= 1 << i
+		}
+	}
 	return ls
 }
 

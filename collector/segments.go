@@ -41,12 +41,16 @@ const segmentRows = 128
 const maxSegmentRows = 8 * segmentRows
 
 // segmentCut reports whether a segment ends after a row with these labels.
-func segmentCut(text string) bool {
+func segmentCut(values *[numListenerLabels]string) bool {
 	// FNV-1a: cheap, and spreads the small differences between the
-	// label texts of neighbouring rows.
+	// labels of neighbouring rows.
 	h := uint32(2166136261)
-	for i := 0; i < len(text); i++ {
-		h ^= uint32(text[i])
+	for _, v := range values {
+		for i := 0; i < len(v); i++ {
+			h ^= uint32(v[i])
+			h *= 16777619
+		}
+		h ^= 0xff // between values, so a byte moved from one to the next counts
 		h *= 16777619
 	}
 	return h%segmentRows == 0

@@ -26,7 +26,7 @@ func TestGzipMatchesText(t *testing.T) {
 			values[j] = randomLabelValue(rng)
 		}
 		values[1] = string(rune('a'+i%26)) + values[1] // some variety for the order
-		pool[i] = listenerRow{labels: testLabelSet(values)}
+		pool[i] = listenerRow{labels: labelSetOf(values)}
 		for m := range numListenerMetrics {
 			if m <= mQueueLimit || rng.IntN(3) > 0 {
 				pool[i].set(m, randomValue(rng))
