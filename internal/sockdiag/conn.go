@@ -2,9 +2,14 @@ package sockdiag
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -26,12 +31,22 @@ const smallBufferSize = 8 << 10
 type Conn struct {
 	mu sync.Mutex
 	c  *netlink.Conn
+	// raw reads replies into buf, taken from pool for the length of a
+	// dump (see receive); nil for a Conn without a socket of its own
+	// (nltest's), which reads through c. recvFn is recv, bound once;
+	// recvN and recvErr are its result.
+	raw     syscall.RawConn
+	pool    *sync.Pool
+	buf     []byte
+	recvFn  func(fd uintptr) bool
+	recvN   int
+	recvErr error
 	// Sockets in the last dump of each kind.
 	lastInet, lastUnix atomic.Int64
 }
 
 // Dial opens a sock_diag socket in the calling thread's network namespace.
-// It reads dumps through fixed buffers, which saves a peek and an
+// It reads dumps into a buffer of fixed size, which saves a peek and an
 // allocation per datagram; the kernel sizes a dump's datagrams to the
 // reader's buffer. With large, 32 KiB, so a dump of thousands of sockets
 // takes a dozen reads, not hundreds; else 8 KiB, plenty for a namespace
@@ -46,11 +61,31 @@ func Dial(large bool) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sock_diag netlink socket: %w", err)
 	}
-	return &Conn{c: c}, nil
+	return newConn(c, cfg.MessageBufferSize), nil
 }
 
-// NewConn wraps an existing netlink connection, for tests with nltest.
-func NewConn(c *netlink.Conn) *Conn { return &Conn{c: c} }
+// NewConn wraps an existing netlink connection, for tests with nltest and
+// benchmarks. Its replies are read as Dial's are when it has a socket of
+// its own.
+func NewConn(c *netlink.Conn) *Conn { return newConn(c, dumpBufferSize) }
+
+func newConn(c *netlink.Conn, bufSize int) *Conn {
+	conn := &Conn{c: c}
+	if raw, err := c.SyscallConn(); err == nil {
+		conn.raw, conn.pool, conn.recvFn = raw, &smallBuffers, conn.recv
+		if bufSize > smallBufferSize {
+			conn.pool = &largeBuffers
+		}
+	}
+	return conn
+}
+
+// The read buffers are shared by all Conns, so what they hold follows the
+// dumps in flight, not the namespaces (a node has hundreds of pods).
+var (
+	smallBuffers = sync.Pool{New: func() any { b := make([]byte, smallBufferSize); return &b }}
+	largeBuffers = sync.Pool{New: func() any { b := make([]byte, dumpBufferSize); return &b }}
+)
 
 // Close closes the socket.
 func (c *Conn) Close() error { return c.c.Close() }
@@ -132,6 +167,9 @@ func (c *Conn) dump(typ uint16, marshal func() ([]byte, error), each func(data [
 	if err != nil {
 		return err
 	}
+	if c.raw != nil {
+		return c.receive(req.Header, typ, each)
+	}
 	for m, err := range c.c.ReceiveIter() {
 		if err != nil {
 			return err
@@ -146,6 +184,123 @@ func (c *Conn) dump(typ uint16, marshal func() ([]byte, error), each func(data [
 		if err := each(m.Data); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// receive reads the replies to req into c.buf and hands the payload of each
+// message of type typ to each. netlink.Conn's reads copy every datagram
+// into a new buffer: on a node of 25,000 listeners, megabytes of garbage
+// per scrape, and again per sampler round.
+func (c *Conn) receive(req netlink.Header, typ uint16, each func(data []byte) error) error {
+	bp := c.pool.Get().(*[]byte)
+	c.buf = *bp
+	defer func() {
+		c.buf = nil
+		c.pool.Put(bp)
+	}()
+	for {
+		n, err := c.read()
+		if err != nil {
+			return err
+		}
+		if done, err := replies(c.buf[:n], req, typ, each); done || err != nil {
+			return err
+		}
+	}
+}
+
+var errTruncated = errors.New("datagram larger than the read buffer")
+
+// read reads one datagram into c.buf, waiting for it through the runtime's
+// poller as netlink.Conn does. Neither it nor recv allocates: it runs for
+// every datagram of every dump.
+func (c *Conn) read() (int, error) {
+	err := c.raw.Read(c.recvFn)
+	if err = cmp.Or(err, c.recvErr); err != nil {
+		return 0, fmt.Errorf("netlink receive: %w", err)
+	}
+	return c.recvN, nil
+}
+
+// recv is read's attempt at a datagram: false to wait for one. recvfrom
+// with MSG_TRUNC returns the datagram's whole length, so a datagram cut
+// short is seen; without a source address, which netlink replies do not
+// need and x/sys/unix would allocate.
+func (c *Conn) recv(fd uintptr) bool {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)), unix.MSG_TRUNC, 0, 0)
+		c.recvN, c.recvErr = int(n), nil
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return false
+		case errno != 0:
+			c.recvErr = errno
+		case c.recvN > len(c.buf):
+			c.recvErr = errTruncated
+		}
+		return true
+	}
+}
+
+var (
+	errMalformed = errors.New("malformed netlink message")
+	errSequence  = errors.New("netlink reply to another request (sequence)")
+	errPID       = errors.New("netlink reply to another socket (port ID)")
+)
+
+// replies hands each message in datagram b of type typ to each, after
+// checking it answers req as netlink.Validate does. done is true once the
+// dump is over: at its NLMSG_DONE, at an NLMSG_ERROR, or after a datagram
+// that is not part of a multi-part reply.
+func replies(b []byte, req netlink.Header, typ uint16, each func(data []byte) error) (done bool, err error) {
+	ne := binary.NativeEndian
+	multi := false
+	for len(b) > 0 {
+		if len(b) < unix.NLMSG_HDRLEN {
+			return true, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b))
+		}
+		n := int(ne.Uint32(b[0:4]))
+		if n < unix.NLMSG_HDRLEN || n > len(b) {
+			return true, fmt.Errorf("%w: length %d outside %d..%d", errMalformed, n, unix.NLMSG_HDRLEN, len(b))
+		}
+		t, flags, seq, pid := ne.Uint16(b[4:6]), netlink.HeaderFlags(ne.Uint16(b[6:8])), ne.Uint32(b[8:12]), ne.Uint32(b[12:16])
+		switch {
+		case req.Sequence != 0 && seq != req.Sequence:
+			return true, errSequence
+		case req.PID != 0 && pid != 0 && pid != req.PID:
+			return true, errPID
+		}
+		data := b[unix.NLMSG_HDRLEN:n]
+		switch netlink.HeaderType(t) {
+		case netlink.Error, netlink.Done:
+			// Both may carry an errno; the kernel reports one met in the
+			// middle of a dump in its NLMSG_DONE.
+			return true, errnoOf(netlink.HeaderType(t), data)
+		case netlink.HeaderType(typ):
+			if err := each(data); err != nil {
+				return true, err
+			}
+		}
+		multi = multi || flags&netlink.Multi != 0
+		b = b[min((n+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+	}
+	return !multi, nil
+}
+
+// errnoOf is the error an NLMSG_ERROR or NLMSG_DONE payload reports: nil
+// for 0 (an acknowledgement) and for a bare NLMSG_DONE.
+func errnoOf(t netlink.HeaderType, data []byte) error {
+	if len(data) < 4 {
+		if t == netlink.Done && len(data) == 0 {
+			return nil
+		}
+		return fmt.Errorf("%w: %d-byte error payload", errMalformed, len(data))
+	}
+	if code := int32(binary.NativeEndian.Uint32(data[:4])); code != 0 {
+		return fmt.Errorf("netlink receive: %w", unix.Errno(-code))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package sockdiag
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -322,6 +323,78 @@ func checkDump[S any](t *testing.T, name string, calls int, got []S, err error, 
 	for i := range got {
 		if !eq(got[i], want[i]) {
 			t.Errorf("socket %d\n got %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+}
+
+// datagram is msgs as the kernel sends them in one datagram: each length
+// counts the payload, and padding to 4 bytes follows.
+func datagram(t *testing.T, msgs []netlink.Message) []byte {
+	t.Helper()
+	var b []byte
+	for _, m := range msgs {
+		h := make([]byte, unix.NLMSG_HDRLEN)
+		ne.PutUint32(h[0:], uint32(unix.NLMSG_HDRLEN+len(m.Data)))
+		ne.PutUint16(h[4:], uint16(m.Header.Type))
+		ne.PutUint16(h[6:], uint16(m.Header.Flags))
+		ne.PutUint32(h[8:], m.Header.Sequence)
+		ne.PutUint32(h[12:], m.Header.PID)
+		b = append(append(b, h...), m.Data...)
+		b = append(b, make([]byte, -len(b)&3)...)
+	}
+	return b
+}
+
+// TestReplies puts the fake kernel's answers through the parser of the
+// real socket's datagrams, which must read them as netlink.Conn does.
+func TestReplies(t *testing.T) {
+	req := netlink.Message{Header: netlink.Header{Type: 20, Flags: netlink.Request | netlink.Dump, Sequence: 7, PID: 99}}
+	must := func(msgs []netlink.Message, err error) []netlink.Message {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	other := req
+	other.Header.Sequence = 8
+	otherPID := req
+	otherPID.Header.PID = 100
+	partial := must(dumpReply(req, []byte("a")))
+	for _, tc := range []struct {
+		name     string
+		msgs     []netlink.Message
+		want     []string
+		done     bool
+		wantErr  error
+		eachFail bool
+	}{
+		{name: "dump", msgs: must(dumpReply(req, []byte("a"), []byte("bcde"), []byte("f"))), want: []string{"a", "bcde", "f"}, done: true},
+		{name: "empty dump", msgs: doneOnly(req, true), done: true},
+		{name: "empty dump, done without multi", msgs: doneOnly(req, false), done: true},
+		{name: "errno in done", msgs: must(dumpReplyErrno(req, unix.EINTR, []byte("a"))), want: []string{"a"}, done: true, wantErr: unix.EINTR},
+		{name: "error", msgs: must(errorReply(unix.ENOENT, req)), done: true, wantErr: unix.ENOENT},
+		{name: "more to come", msgs: partial[:1], want: []string{"a"}},
+		{name: "other request", msgs: must(dumpReply(other, []byte("a"))), done: true, wantErr: errSequence},
+		{name: "other socket", msgs: must(dumpReply(otherPID, []byte("a"))), done: true, wantErr: errPID},
+		{name: "each fails", msgs: must(dumpReply(req, []byte("a"), []byte("b"))), want: []string{"a"}, done: true, wantErr: errTruncated, eachFail: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			done, err := replies(datagram(t, tc.msgs), req.Header, 20, func(data []byte) error {
+				got = append(got, string(data))
+				if tc.eachFail {
+					return errTruncated
+				}
+				return nil
+			})
+			if !slices.Equal(got, tc.want) || done != tc.done || !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Errorf("got %q, done %v, error %v; want %q, done %v, error %v", got, done, err, tc.want, tc.done, tc.wantErr)
+			}
+		})
+	}
+	for _, bad := range [][]byte{{1, 2, 3}, datagram(t, partial)[:16]} {
+		if done, err := replies(bad, req.Header, 20, func([]byte) error { return nil }); !done || !errors.Is(err, errMalformed) {
+			t.Errorf("% x: done %v, error %v; want done and %v", bad, done, err, errMalformed)
 		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"github.com/mdlayher/netlink"
 )
 
 // Queue is the accept-queue state of one listener, all a sampler needs.
@@ -38,30 +36,15 @@ func (c *Conn) ListenQueues(family uint8, dst []Queue) ([]Queue, error) {
 	if err != nil {
 		return dst, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, err := c.c.Send(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump},
-		Data:   body,
-	}); err != nil {
-		return dst, fmt.Errorf("sock_diag queue dump (family %d): %w", family, err)
-	}
-	// ReceiveIter reads datagram after datagram until the dump's
-	// NLMSG_DONE.
-	for m, err := range c.c.ReceiveIter() {
-		if err != nil {
-			return dst, fmt.Errorf("sock_diag queue dump (family %d): %w", family, err)
-		}
-		if m.Header.Type != netlink.HeaderType(typ) {
-			continue
-		}
-		q, ok, err := parse(m.Data)
-		if err != nil {
-			return dst, err
-		}
+	err = c.dump(typ, func() ([]byte, error) { return body, nil }, func(data []byte) error {
+		q, ok, err := parse(data)
 		if ok {
 			dst = append(dst, q)
 		}
+		return err
+	})
+	if err != nil {
+		return dst, fmt.Errorf("sock_diag queue dump (family %d): %w", family, err)
 	}
 	return dst, nil
 }
