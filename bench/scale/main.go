@@ -600,6 +600,7 @@ func (rep *report) write(w io.Writer) (missed bool) {
 	row("ref: ss wall time, median (ms)", func(r result) string {
 		return fmt.Sprintf("%s (`%s`, %d lines)", f3(r.kernel.ss.Median), r.kernel.ssCmd, r.kernel.ssLines)
 	})
+	row("VmRSS as the one-at-a-time phase starts (MiB)", func(r result) string { return mib(r.lq.rssStart) })
 	row("peak RSS, one scrape at a time (MiB)", func(r result) string { return mib(r.lq.hwmOne) })
 	row(fmt.Sprintf("peak RSS, %d concurrent scrapes (MiB)", c.concurrency), func(r result) string { return mib(r.lq.hwmConc) })
 	row(fmt.Sprintf("scrape wall time with %d at once: median / max (ms)", c.concurrency), func(r result) string {

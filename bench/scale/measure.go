@@ -132,6 +132,7 @@ type scrapeFigures struct {
 	wall                  time.Duration   // of the timed gzip scrapes, from first to last
 	hwmOne, hwmConc       int64           // peak RSS (KiB), one scrape at a time / concurrent
 	conc                  benchutil.Stats // wall time of the concurrent scrapes, ms
+	rssStart              int64           // VmRSS as the one-at-a-time phase starts, KiB
 	rss                   int64           // VmRSS at the end, KiB
 }
 
@@ -152,8 +153,14 @@ func (f scrapeFigures) cpuPerScrape(idle float64) float64 {
 // cost, and of plain ones, for the bytes encoded.
 func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrapes int) (scrapeFigures, error) {
 	var f scrapeFigures
-	// VmHWM set back to VmRSS before each phase.
+	// VmHWM set back to VmRSS before each phase; what the process already
+	// holds then (pages its heap touched before and has not given back)
+	// is part of the peak.
 	if err := benchutil.ResetPeakRSS(e.PID()); err != nil {
+		return f, err
+	}
+	var err error
+	if f.rssStart, _, err = benchutil.Memory(e.PID()); err != nil {
 		return f, err
 	}
 	for range c.sequential {
@@ -161,7 +168,6 @@ func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrape
 			return f, err
 		}
 	}
-	var err error
 	if _, f.hwmOne, err = benchutil.Memory(e.PID()); err != nil {
 		return f, err
 	}
