@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -327,11 +328,17 @@ type labelSet struct {
 	// cut ends a gzip segment after this listener's series (segmentCut).
 	cut bool
 	// round is the last labelSets call that exported the listener.
-	round uint64
+	round uint32
 	// rank is the set's place in the orderCache's sort number rankOf.
-	rank   int
+	rank   int32
 	rankOf uint64
+	// id names the set for as long as the process runs, where a pointer
+	// could be reused once the set is freed (segmentEntry.sum).
+	id uint64
 }
+
+// labelSetIDs numbers label sets.
+var labelSetIDs atomic.Uint64
 
 const numListenerLabels = 9
 
@@ -355,7 +362,7 @@ func newLabelSet(ns *netns.Handle, l exported) *labelSet {
 }
 
 func labelSetOf(values [numListenerLabels]string) *labelSet {
-	ls := &labelSet{values: values, cut: segmentCut(&values)}
+	ls := &labelSet{values: values, cut: segmentCut(&values), id: labelSetIDs.Add(1)}
 	for i, v := range values {
 		if needsEscape(v) {
 			ls.escape |= 1 << i
@@ -613,7 +620,7 @@ func (c *orderCache) sort(rows []listenerRow) {
 	c.sorts++
 	c.n = len(rows)
 	for i := range rows {
-		rows[i].labels.rank, rows[i].labels.rankOf = i, c.sorts
+		rows[i].labels.rank, rows[i].labels.rankOf = int32(i), c.sorts
 	}
 }
 
@@ -633,8 +640,8 @@ func (c *orderCache) place(rows []listenerRow) bool {
 	}
 	// Every rank is below c.n, the length of the sort that set it.
 	for i := range rows {
-		for r := rows[i].labels.rank; r != i; r = rows[i].labels.rank {
-			if rows[r].labels.rank == r {
+		for r := int(rows[i].labels.rank); r != i; r = int(rows[i].labels.rank) {
+			if int(rows[r].labels.rank) == r {
 				return false // its place is taken: a label set twice
 			}
 			rows[i], rows[r] = rows[r], rows[i]

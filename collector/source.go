@@ -26,7 +26,7 @@ type source struct {
 
 	labelMu    sync.Mutex
 	labels     map[uint64]*labelSet // see labelSets
-	labelRound uint64
+	labelRound uint32
 
 	mu       sync.Mutex
 	inflight *readResult
