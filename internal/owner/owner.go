@@ -39,6 +39,7 @@ type Resolver struct {
 	missScans int
 
 	mu       sync.Mutex
+	epoch    time.Time // the first lookup's now
 	owners   map[uint64]*entry
 	lastScan time.Time
 	scans    uint64
@@ -59,14 +60,17 @@ type Owner struct {
 
 type entry struct {
 	Owner
-	lastSeen time.Time
-	// unsettled is when the container name was first found unsettled;
-	// zero once settled. Such an owner is not answered until it settles
-	// or describeWait passes, since labels never change once exported.
-	unsettled time.Time
+	// The times are since the Resolver's epoch: a node may hold tens of
+	// thousands of entries, and a time.Time is three times the size.
+	lastSeen time.Duration
+	// unsettled is when the container name was first found unsettled.
+	// Until settled, the owner is not answered, till it settles or
+	// describeWait passes, since labels never change once exported.
+	unsettled time.Duration
+	settled   bool
 	// misses counts scans that found no holder; while it is below
 	// missScans the socket is pending, and is looked for again.
-	misses int
+	misses int32
 }
 
 // NewResolver returns a Resolver reading procfs at procRoot that scans at most
@@ -137,6 +141,10 @@ func (r *Resolver) LookupAll(inodes []uint64) []Answer {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
+	if r.epoch.IsZero() {
+		r.epoch = now
+	}
+	at := now.Sub(r.epoch)
 	// One process often holds thousands of listeners (php-fpm pools,
 	// nginx workers): name it, and its container, once per call.
 	memo := lookupMemo{owners: map[int]Owner{}, described: map[int]described{}}
@@ -147,13 +155,13 @@ func (r *Resolver) LookupAll(inodes []uint64) []Answer {
 		switch {
 		case !ok:
 			unknown = append(unknown, i)
-		case e.misses > 0 && e.misses < r.missScans:
-			e.lastSeen = now
+		case e.misses > 0 && int(e.misses) < r.missScans:
+			e.lastSeen = at
 			unknown = append(unknown, i) // look again
 		default:
-			e.lastSeen = now
-			if !e.unsettled.IsZero() {
-				r.settle(e, now, &memo)
+			e.lastSeen = at
+			if !e.settled {
+				r.settle(e, at, &memo)
 			}
 			entries[i] = e
 		}
@@ -168,14 +176,14 @@ func (r *Resolver) LookupAll(inodes []uint64) []Answer {
 			r.lastScan, r.scans = now, r.scans+1
 		}
 		for _, i := range unknown {
-			entries[i] = r.resolve(inodes[i], canScan, now, &memo)
+			entries[i] = r.resolve(inodes[i], canScan, at, &memo)
 		}
 	}
-	r.forget(now)
+	r.forget(at)
 
 	out := make([]Answer, len(inodes))
 	for i, e := range entries {
-		if e != nil && e.unsettled.IsZero() && (e.misses == 0 || e.misses >= r.missScans) {
+		if e != nil && e.settled && (e.misses == 0 || int(e.misses) >= r.missScans) {
 			out[i] = Answer{Owner: e.Owner, Known: true}
 		}
 	}
@@ -184,7 +192,7 @@ func (r *Resolver) LookupAll(inodes []uint64) []Answer {
 
 // resolve looks for the holder of a new or missed inode in the last scan,
 // and returns its entry; nil while it is pending until the next scan.
-func (r *Resolver) resolve(ino uint64, scanned bool, now time.Time, memo *lookupMemo) *entry {
+func (r *Resolver) resolve(ino uint64, scanned bool, now time.Duration, memo *lookupMemo) *entry {
 	pid, ok := r.held[ino]
 	switch {
 	case !ok && !scanned:
@@ -200,10 +208,10 @@ func (r *Resolver) resolve(ino uint64, scanned bool, now time.Time, memo *lookup
 }
 
 // missed records that a scan found no holder of ino.
-func (r *Resolver) missed(ino uint64, now time.Time) {
+func (r *Resolver) missed(ino uint64, now time.Duration) {
 	e := r.owners[ino]
 	if e == nil {
-		e = &entry{}
+		e = &entry{settled: true}
 		r.owners[ino] = e
 	}
 	e.misses++
@@ -212,9 +220,9 @@ func (r *Resolver) missed(ino uint64, now time.Time) {
 
 // settle asks for the container name of e's owner again, and marks e
 // settled when the answer is, or when it has waited long enough.
-func (r *Resolver) settle(e *entry, now time.Time, memo *lookupMemo) {
+func (r *Resolver) settle(e *entry, now time.Duration, memo *lookupMemo) {
 	if r.describe == nil || e.PID == 0 {
-		e.unsettled = time.Time{}
+		e.settled = true
 		return
 	}
 	d, seen := memo.described[e.PID]
@@ -224,8 +232,8 @@ func (r *Resolver) settle(e *entry, now time.Time, memo *lookupMemo) {
 	}
 	name, ok := d.name, d.ok
 	e.Container = name
-	if ok || now.Sub(e.unsettled) >= r.describeWait {
-		e.unsettled = time.Time{}
+	if ok || now-e.unsettled >= r.describeWait {
+		e.settled = true
 	}
 }
 
@@ -268,9 +276,9 @@ func (r *Resolver) Scans() uint64 {
 	return r.scans
 }
 
-func (r *Resolver) forget(now time.Time) {
+func (r *Resolver) forget(now time.Duration) {
 	for ino, e := range r.owners {
-		if now.Sub(e.lastSeen) > r.forgetAfter {
+		if now-e.lastSeen > r.forgetAfter {
 			delete(r.owners, ino)
 		}
 	}
