@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/owner"
 )
 
 // textFormats are the text formats promhttp negotiates: 0.0.4 with each
@@ -229,20 +230,22 @@ func TestSameLabelsSeesEveryLabel(t *testing.T) {
 		return h
 	}
 	ns := newNS()
-	l := exported{Listener: &Listener{Inode: 7, Address: "127.0.0.1:80", Port: "80", Proto: "tcp"}, process: "nginx", container: "web"}
+	l := exported{Listener: &Listener{Inode: 7, Address: "127.0.0.1:80", Port: "80", Proto: "tcp"}, owner: &owner.Owner{Comm: "nginx", Container: "web"}}
 	ls := newLabelSet(ns, l)
 	if !sameLabels(&ls.values, ns, l) {
 		t.Fatal("a label set differs from the listener it was made of")
 	}
 	for name, change := range map[string]func(*exported, *netns.Handle){
-		"container": func(e *exported, _ *netns.Handle) { e.container = "sidecar" },
+		"container": func(e *exported, _ *netns.Handle) { e.owner = &owner.Owner{Comm: e.owner.Comm, Container: "sidecar"} },
 		"listener":  func(e *exported, _ *netns.Handle) { e.Address = "127.0.0.1:81" },
 		"namespace": func(_ *exported, h *netns.Handle) { h.Identity.Namespace = "other" },
 		"netns":     func(_ *exported, h *netns.Handle) { h.ID = "1" },
 		"pod":       func(_ *exported, h *netns.Handle) { h.Identity.Pod = "web-1" },
 		"port":      func(e *exported, _ *netns.Handle) { e.Port = "81" },
-		"process":   func(e *exported, _ *netns.Handle) { e.process = "httpd" },
-		"proto":     func(e *exported, _ *netns.Handle) { e.Proto = "unix" },
+		"process": func(e *exported, _ *netns.Handle) {
+			e.owner = &owner.Owner{Comm: "httpd", Container: e.owner.Container}
+		},
+		"proto": func(e *exported, _ *netns.Handle) { e.Proto = "unix" },
 	} {
 		e, h := l, newNS()
 		listener := *l.Listener

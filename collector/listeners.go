@@ -353,8 +353,8 @@ var listenerLabelNames = func() [numListenerLabels]*string {
 }()
 
 func listenerLabelValues(ns *netns.Handle, l exported) [numListenerLabels]string {
-	return [numListenerLabels]string{l.container, strconv.FormatUint(l.Inode, 10), l.Address,
-		ns.Identity.Namespace, ns.ID, ns.Identity.Pod, l.Port, l.process, l.Proto}
+	return [numListenerLabels]string{l.owner.Container, strconv.FormatUint(l.Inode, 10), l.Address,
+		ns.Identity.Namespace, ns.ID, ns.Identity.Pod, l.Port, l.process(), l.Proto}
 }
 
 func newLabelSet(ns *netns.Handle, l exported) *labelSet {
@@ -399,10 +399,10 @@ func compareLabelSets(a, b *labelSet) int {
 // sameLabels guards the cache against an inode reused by a new socket. The
 // inode is the cache's key, so it is not compared.
 func sameLabels(v *[numListenerLabels]string, ns *netns.Handle, l exported) bool {
-	return v[0] == l.container && v[2] == l.Address &&
+	return v[0] == l.owner.Container && v[2] == l.Address &&
 		v[3] == ns.Identity.Namespace && v[4] == ns.ID &&
 		v[5] == ns.Identity.Pod && v[6] == l.Port &&
-		v[7] == l.process && v[8] == l.Proto
+		v[7] == l.process() && v[8] == l.Proto
 }
 
 // exported is a listener that passed every filter, with its owner.
@@ -410,9 +410,14 @@ type exported struct {
 	// *Listener points into the scrape's read batches, which outlive it:
 	// a copy of every listener was megabytes a scrape on a big node.
 	*Listener
-	process, container string
-	batch              int
+	// owner is the Resolver's answer, which it never changes; nil while
+	// pending.
+	owner *owner.Owner
+	batch int
 }
+
+// process is the owner's command name as the process label shows it.
+func (e exported) process() string { return printableString(e.owner.Comm) }
 
 // readBatch is what one source read in one scrape.
 type readBatch struct {
@@ -480,12 +485,11 @@ func (x *ListenerExporter) selectListeners(batches []readBatch) ([]exported, [][
 	owners := x.owners.LookupAll(inodes)
 	kept := out[:0]
 	for i, e := range out {
-		o := owners[i]
-		e.process, e.container = printableString(o.Comm), o.Container
+		e.owner = owners[i]
 		switch {
-		case !o.Known:
+		case e.owner == nil:
 			omitted[e.batch][omitPending]++
-		case !Admits(f.ProcessInclude, f.ProcessExclude, e.process):
+		case !Admits(f.ProcessInclude, f.ProcessExclude, e.process()):
 			omitted[e.batch][omitFilter]++
 		default:
 			kept = append(kept, e)

@@ -118,26 +118,22 @@ func (r *Resolver) Lookup(inodes []uint64) map[uint64]string {
 // LookupAll.
 func (r *Resolver) LookupOwners(inodes []uint64) map[uint64]Owner {
 	out := make(map[uint64]Owner, len(inodes))
-	for i, a := range r.LookupAll(inodes) {
-		if a.Known {
-			out[inodes[i]] = a.Owner
+	for i, o := range r.LookupAll(inodes) {
+		if o != nil {
+			out[inodes[i]] = *o
 		}
 	}
 	return out
 }
 
-// Answer is what the Resolver says of one inode.
-type Answer struct {
-	Owner
-	// Known is false while the inode is pending: it is new and the scan
-	// rate limit has not yet allowed a scan, or a scan missed it and it is
-	// looked for again. A zero Owner that is Known means the scan found no
-	// process holding it (exited, or no permission to read its fds).
-	Known bool
-}
-
-// LookupAll answers for each of inodes, in their order.
-func (r *Resolver) LookupAll(inodes []uint64) []Answer {
+// LookupAll answers for each of inodes, in their order, with its owner;
+// nil while the inode is pending: it is new and the scan rate limit has not
+// yet allowed a scan, or a scan missed it and it is looked for again. A
+// zero Owner means the scan found no process holding it (exited, or no
+// permission to read its fds). An Owner answered never changes: callers
+// may keep the pointer, which is a tenth of a copy's size for a scrape's
+// tens of thousands of answers.
+func (r *Resolver) LookupAll(inodes []uint64) []*Owner {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -181,10 +177,10 @@ func (r *Resolver) LookupAll(inodes []uint64) []Answer {
 	}
 	r.forget(at)
 
-	out := make([]Answer, len(inodes))
+	out := make([]*Owner, len(inodes))
 	for i, e := range entries {
 		if e != nil && e.settled && (e.misses == 0 || int(e.misses) >= r.missScans) {
-			out[i] = Answer{Owner: e.Owner, Known: true}
+			out[i] = &e.Owner
 		}
 	}
 	return out
