@@ -53,7 +53,7 @@ type Tracker struct {
 	// the same order from one round to the next unless they change, so a
 	// round finds most series here without a map lookup.
 	order, spare []*series
-	round        uint64
+	round        uint32
 	// epoch is the first observation's time. Buckets are counted from it
 	// with Time.Sub, which uses the monotonic clock: a wall-clock step (NTP)
 	// must neither expire peaks nor keep them past the window.
@@ -65,10 +65,12 @@ type series struct {
 	// buckets is nil until the queue is first seen non-empty: most
 	// listeners never queue, and their peak is 0 without them. That keeps
 	// an idle listener's state at a quarter of its size.
-	buckets    *buckets
-	fullSecs   float64
-	lastSample time.Time
-	round      uint64 // last round that saw the listener
+	buckets  *buckets
+	fullSecs float64
+	// lastSample is since the Tracker's epoch, valid once round is not 0:
+	// a time.Time would be a third of an idle listener's state.
+	lastSample time.Duration
+	round      uint32 // last round that saw the listener
 }
 
 // NewTracker returns a Tracker with a trailing window for peaks; interval is
@@ -99,7 +101,7 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) {
 	if t.epoch.IsZero() {
 		t.epoch = now
 	}
-	idx := t.bucket(now)
+	idx, at := t.bucket(now), now.Sub(t.epoch)
 	t.round++
 	next, seen := t.spare[:0], 0
 	for i, s := range samples {
@@ -108,10 +110,10 @@ func (t *Tracker) Observe(now time.Time, samples []Sample) {
 			seen++ // a dump under churn may list a socket twice
 		}
 		sr.record(idx, s.Length)
-		if s.Full() && !sr.lastSample.IsZero() {
-			sr.fullSecs += min(now.Sub(sr.lastSample), t.maxGap).Seconds()
+		if s.Full() && sr.round != 0 {
+			sr.fullSecs += min(at-sr.lastSample, t.maxGap).Seconds()
 		}
-		sr.lastSample, sr.round = now, t.round
+		sr.lastSample, sr.round = at, t.round
 		next = append(next, sr)
 	}
 	if seen < len(t.series) {
