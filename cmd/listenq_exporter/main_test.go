@@ -13,10 +13,12 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -493,5 +495,49 @@ func TestAllCollectorsOffWarns(t *testing.T) {
 	})
 	if !strings.Contains(p.Output(), "every collector is switched off") {
 		t.Errorf("no warning that every collector is off:\n%s", p.Output())
+	}
+}
+
+// TestDefaultGOGC: the exporter's GC target applies only where GOGC does
+// not set one.
+func TestDefaultGOGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	for env, want := range map[string]int{"": defaultGOGC, "200": 100} {
+		debug.SetGCPercent(100)
+		t.Setenv("GOGC", env)
+		setDefaultGOGC()
+		if got := debug.SetGCPercent(100); got != want {
+			t.Errorf("GOGC=%q: GC percent %d, want %d", env, got, want)
+		}
+	}
+}
+
+// TestReleaseAfterFirst: the heap is handed back once, after the first
+// answer is written, not before it and not again.
+func TestReleaseAfterFirst(t *testing.T) {
+	released := make(chan struct{}, 10)
+	old := releaseMemory
+	releaseMemory = func() { released <- struct{}{} }
+	t.Cleanup(func() { releaseMemory = old })
+	answered := false
+	h := releaseAfterFirst(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if len(released) > 0 {
+			t.Error("released before the first answer was written")
+		}
+		answered = true
+		w.WriteHeader(http.StatusOK)
+	}))
+	for range 3 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	}
+	select {
+	case <-released:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the memory was never released")
+	}
+	time.Sleep(50 * time.Millisecond) // a second release would be under way
+	if !answered || len(released) != 0 {
+		t.Errorf("answered %v; released %d more times, want once in all", answered, len(released))
 	}
 }
