@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -93,6 +94,15 @@ func FormatUnixName(raw []byte) string {
 			return "@"
 		}
 		return ""
+	}
+	if prefix != "" && plainASCII(raw) {
+		// One allocation, not printable's and then the joined string's:
+		// a node's abstract names are thousands a scrape.
+		var sb strings.Builder
+		sb.Grow(1 + len(raw))
+		sb.WriteByte('@')
+		sb.Write(raw)
+		return sb.String()
 	}
 	return prefix + printable(raw)
 }
