@@ -204,11 +204,12 @@ func (w *waitBatch) emit(ch chan<- prometheus.Metric) {
 	}
 	bounds := w.e.tracer.Bounds()
 	for _, r := range w.rows {
+		values := r.labels.values()
 		buckets := make(map[float64]uint64, len(bounds))
 		for i, b := range bounds {
 			buckets[b] = r.f.Buckets[i]
 		}
-		ch <- prometheus.MustNewConstHistogram(acceptWaitDesc, r.f.Timed, r.f.WaitSum, buckets, r.labels.values[:]...)
-		ch <- prometheus.MustNewConstMetric(acceptedDesc, prometheus.CounterValue, float64(r.f.Accepted), r.labels.values[:]...)
+		ch <- prometheus.MustNewConstHistogram(acceptWaitDesc, r.f.Timed, r.f.WaitSum, buckets, values...)
+		ch <- prometheus.MustNewConstMetric(acceptedDesc, prometheus.CounterValue, float64(r.f.Accepted), values...)
 	}
 }

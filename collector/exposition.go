@@ -250,12 +250,12 @@ var labelPrefixes = func() [numListenerLabels]string {
 // holds between scrapes, and a gzipped scrape renders only the rows of the
 // segments that changed.
 func (ls *labelSet) appendText(b []byte) []byte {
-	for i, v := range ls.values {
+	for i := range numListenerLabels {
 		b = append(b, labelPrefixes[i]...)
 		if ls.escape&(1<<i) == 0 {
-			b = append(b, v...)
+			b = ls.appendValue(b, i)
 		} else {
-			b = appendEscaped(b, v)
+			b = appendEscaped(b, ls.value(i))
 		}
 	}
 	return append(b, `"}`...)

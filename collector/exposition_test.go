@@ -114,6 +114,7 @@ func randomSnapshot(rng *rand.Rand, n int) *Snapshot {
 		for i := range values {
 			values[i] = randomLabelValue(rng)
 		}
+		values[inodeIndex] = strconv.FormatUint(rng.Uint64()>>rng.IntN(64), 10)
 		r := listenerRow{labels: labelSetOf(values)}
 		for m := range numListenerMetrics {
 			if m <= mQueueLimit || rng.IntN(3) > 0 {
@@ -221,6 +222,17 @@ func BenchmarkExpfmtText(b *testing.B) {
 	}
 }
 
+// labelSetOf builds a label set from its values, in the order of
+// listenerLabelNames; the inode's must be a number, as the kernel's are.
+func labelSetOf(values [numListenerLabels]string) *labelSet {
+	ino, err := strconv.ParseUint(values[inodeIndex], 10, 64)
+	if err != nil {
+		panic("labelSetOf: the inode label must be a number: " + err.Error())
+	}
+	return finishLabelSet(&labelSet{ns: &listenerNS{namespace: values[3], netns: values[4], pod: values[5]}, inode: ino,
+		container: values[0], listener: values[2], port: values[6], process: values[7], proto: values[8]})
+}
+
 // TestSameLabelsSeesEveryLabel: a cached label set is reused only while
 // every label but the inode (the cache key) is the same.
 func TestSameLabelsSeesEveryLabel(t *testing.T) {
@@ -229,10 +241,11 @@ func TestSameLabelsSeesEveryLabel(t *testing.T) {
 		h.Identity.Namespace, h.Identity.Pod = "shop", "web-0"
 		return h
 	}
-	ns := newNS()
+	src := &source{ns: newNS()}
 	l := exported{Listener: &Listener{Inode: 7, Address: "127.0.0.1:80", Port: "80", Proto: "tcp"}, owner: &owner.Owner{Comm: "nginx", Container: "web"}}
-	ls := newLabelSet(ns, l)
-	if !sameLabels(&ls.values, ns, l) {
+	ls := newLabelSet(src.nsLabelSet(), l)
+	src.ns = newNS() // the same labels: the set stays good
+	if !sameLabels(ls, src.nsLabelSet(), l) {
 		t.Fatal("a label set differs from the listener it was made of")
 	}
 	for name, change := range map[string]func(*exported, *netns.Handle){
@@ -251,7 +264,8 @@ func TestSameLabelsSeesEveryLabel(t *testing.T) {
 		listener := *l.Listener
 		e.Listener = &listener
 		change(&e, h)
-		if sameLabels(&ls.values, h, e) {
+		src.ns, src.nsl = h, ls.ns // as the set was made
+		if sameLabels(ls, src.nsLabelSet(), e) {
 			t.Errorf("a change of %s went unseen", name)
 		}
 	}
@@ -264,7 +278,7 @@ func TestOrderCacheSortsLikeAFullSort(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	var pool []*labelSet
 	for i := range 50 {
-		pool = append(pool, labelSetOf([numListenerLabels]string{strconv.Itoa(rng.IntN(3)), strconv.Itoa(rng.IntN(1000)) + "-" + strconv.Itoa(i)}))
+		pool = append(pool, labelSetOf([numListenerLabels]string{strconv.Itoa(rng.IntN(3)), strconv.Itoa(rng.IntN(1000)*100 + i)}))
 	}
 	var c orderCache
 	live := pool[:30]

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"net/netip"
@@ -299,11 +300,12 @@ func (s *source) labelSets(out []exported) []*labelSet {
 		s.labels = make(map[uint64]*labelSet, len(out))
 	}
 	s.labelRound++
+	ns := s.nsLabelSet()
 	sets := make([]*labelSet, len(out))
 	for i, l := range out {
 		ls, ok := s.labels[l.Inode]
-		if !ok || !sameLabels(&ls.values, s.ns, l) {
-			ls = newLabelSet(s.ns, l)
+		if !ok || !sameLabels(ls, ns, l) {
+			ls = newLabelSet(ns, l)
 			s.labels[l.Inode] = ls
 		}
 		ls.round, sets[i] = s.labelRound, ls
@@ -318,13 +320,28 @@ func (s *source) labelSets(out []exported) []*labelSet {
 	return sets
 }
 
-// labelSet is one listener's labels: their values, in the order of
-// listenerLabelNames. The text form (appendText) and client_golang's label
-// pairs (pairs) are built from them on use: either, kept for every
-// listener, would cost more than the values.
+// nsLabelSet returns the labels of the source's namespace, the same value for
+// as long as they do not change. Called under labelMu.
+func (s *source) nsLabelSet() *listenerNS {
+	id := &s.ns.Identity
+	if n := s.nsl; n == nil || n.namespace != id.Namespace || n.netns != s.ns.ID || n.pod != id.Pod {
+		s.nsl = &listenerNS{namespace: id.Namespace, netns: s.ns.ID, pod: id.Pod}
+	}
+	return s.nsl
+}
+
+// labelSet is one listener's labels, in the order of listenerLabelNames
+// (container, inode, listener, namespace, netns, pod, port, process,
+// proto). The text form (appendText) and client_golang's label pairs
+// (pairs) are built from them on use: either, kept for every listener,
+// would cost more than the set. A busy node keeps tens of thousands of
+// sets, so the namespace's labels are shared and the inode is kept as the
+// number: 128 bytes a set.
 type labelSet struct {
-	values [numListenerLabels]string
-	// escape has bit i set when values[i] needs escaping in the text
+	ns                                        *listenerNS
+	inode                                     uint64
+	container, listener, port, process, proto string
+	// escape has bit i set when label i needs escaping in the text
 	// format: nearly none do, and the others are appended as they are.
 	escape uint16
 	// cut ends a gzip segment after this listener's series (segmentCut).
@@ -339,10 +356,16 @@ type labelSet struct {
 	id uint64
 }
 
+// listenerNS are the labels a namespace gives all its listeners.
+type listenerNS struct{ namespace, netns, pod string }
+
 // labelSetIDs numbers label sets.
 var labelSetIDs atomic.Uint64
 
-const numListenerLabels = 9
+const (
+	numListenerLabels = 9
+	inodeIndex        = 1 // the one label kept as a number
+)
 
 // listenerLabelNames are the labels of every per-listener series, sorted
 // as the exposition format wants them; all series share these strings.
@@ -354,44 +377,92 @@ var listenerLabelNames = func() [numListenerLabels]*string {
 	return names
 }()
 
-func listenerLabelValues(ns *netns.Handle, l exported) [numListenerLabels]string {
-	return [numListenerLabels]string{l.owner.Container, strconv.FormatUint(l.Inode, 10), l.Address,
-		ns.Identity.Namespace, ns.ID, ns.Identity.Pod, l.Port, l.process(), l.Proto}
+func newLabelSet(ns *listenerNS, l exported) *labelSet {
+	return finishLabelSet(&labelSet{ns: ns, inode: l.Inode, container: l.owner.Container,
+		listener: l.Address, port: l.Port, process: l.process(), proto: l.Proto})
 }
 
-func newLabelSet(ns *netns.Handle, l exported) *labelSet {
-	return labelSetOf(listenerLabelValues(ns, l))
-}
-
-func labelSetOf(values [numListenerLabels]string) *labelSet {
-	ls := &labelSet{values: values, cut: segmentCut(&values), id: labelSetIDs.Add(1)}
-	for i, v := range values {
-		if needsEscape(v) {
+// finishLabelSet sets what follows from the labels.
+func finishLabelSet(ls *labelSet) *labelSet {
+	for i := range numListenerLabels {
+		if i != inodeIndex && needsEscape(ls.value(i)) {
 			ls.escape |= 1 << i
 		}
 	}
+	ls.cut, ls.id = segmentCut(ls), labelSetIDs.Add(1)
 	return ls
+}
+
+// value returns label i's value; the inode's is formatted anew, so callers
+// on the scrape's path use appendValue for it.
+func (ls *labelSet) value(i int) string {
+	switch i {
+	case 0:
+		return ls.container
+	case inodeIndex:
+		return strconv.FormatUint(ls.inode, 10)
+	case 2:
+		return ls.listener
+	case 3:
+		return ls.ns.namespace
+	case 4:
+		return ls.ns.netns
+	case 5:
+		return ls.ns.pod
+	case 6:
+		return ls.port
+	case 7:
+		return ls.process
+	}
+	return ls.proto
+}
+
+// appendValue appends label i's value, unescaped, to b.
+func (ls *labelSet) appendValue(b []byte, i int) []byte {
+	if i == inodeIndex {
+		return strconv.AppendUint(b, ls.inode, 10)
+	}
+	return append(b, ls.value(i)...)
+}
+
+// values returns every label value, for client_golang.
+func (ls *labelSet) values() []string {
+	v := make([]string, numListenerLabels)
+	for i := range v {
+		v[i] = ls.value(i)
+	}
+	return v
 }
 
 // pairs builds the label pairs of client_golang's data model, in one
 // allocation.
 func (ls *labelSet) pairs() []*dto.LabelPair {
 	type block struct {
-		pairs [numListenerLabels]dto.LabelPair
-		ptrs  [numListenerLabels]*dto.LabelPair
+		values [numListenerLabels]string
+		pairs  [numListenerLabels]dto.LabelPair
+		ptrs   [numListenerLabels]*dto.LabelPair
 	}
 	b := &block{}
 	for i := range b.pairs {
-		b.pairs[i].Name, b.pairs[i].Value = listenerLabelNames[i], &ls.values[i]
+		b.values[i] = ls.value(i)
+		b.pairs[i].Name, b.pairs[i].Value = listenerLabelNames[i], &b.values[i]
 		b.ptrs[i] = &b.pairs[i]
 	}
 	return b.ptrs[:]
 }
 
-// compareLabelSets is the registry's order of series: label values in turn.
+// compareLabelSets is the registry's order of series: label values in
+// turn, as strings (the inode's too: "10" before "9").
 func compareLabelSets(a, b *labelSet) int {
-	for i := range a.values {
-		if c := strings.Compare(a.values[i], b.values[i]); c != 0 {
+	for i := range numListenerLabels {
+		var c int
+		if i == inodeIndex {
+			var ab, bb [20]byte
+			c = bytes.Compare(a.appendValue(ab[:0], i), b.appendValue(bb[:0], i))
+		} else {
+			c = strings.Compare(a.value(i), b.value(i))
+		}
+		if c != 0 {
 			return c
 		}
 	}
@@ -400,11 +471,9 @@ func compareLabelSets(a, b *labelSet) int {
 
 // sameLabels guards the cache against an inode reused by a new socket. The
 // inode is the cache's key, so it is not compared.
-func sameLabels(v *[numListenerLabels]string, ns *netns.Handle, l exported) bool {
-	return v[0] == l.owner.Container && v[2] == l.Address &&
-		v[3] == ns.Identity.Namespace && v[4] == ns.ID &&
-		v[5] == ns.Identity.Pod && v[6] == l.Port &&
-		v[7] == l.process() && v[8] == l.Proto
+func sameLabels(ls *labelSet, ns *listenerNS, l exported) bool {
+	return ls.ns == ns && ls.container == l.owner.Container && ls.listener == l.Address &&
+		ls.port == l.Port && ls.process == l.process() && ls.proto == l.Proto
 }
 
 // exported is a listener that passed every filter, with its owner.

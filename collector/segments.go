@@ -43,17 +43,24 @@ const segmentRows = 128
 const maxSegmentRows = 8 * segmentRows
 
 // segmentCut reports whether a segment ends after a row with these labels.
-func segmentCut(values *[numListenerLabels]string) bool {
+func segmentCut(ls *labelSet) bool {
 	// FNV-1a: cheap, and spreads the small differences between the
 	// labels of neighbouring rows.
+	const prime = 16777619
 	h := uint32(2166136261)
-	for _, v := range values {
-		for i := 0; i < len(v); i++ {
-			h ^= uint32(v[i])
-			h *= 16777619
+	for i := range numListenerLabels {
+		if i == inodeIndex {
+			var buf [20]byte
+			for _, c := range ls.appendValue(buf[:0], i) {
+				h = (h ^ uint32(c)) * prime
+			}
+		} else {
+			v := ls.value(i)
+			for j := 0; j < len(v); j++ {
+				h = (h ^ uint32(v[j])) * prime
+			}
 		}
-		h ^= 0xff // between values, so a byte moved from one to the next counts
-		h *= 16777619
+		h = (h ^ 0xff) * prime // between values, so a byte moved from one to the next counts
 	}
 	return h%segmentRows == 0
 }

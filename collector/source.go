@@ -27,6 +27,7 @@ type source struct {
 	labelMu    sync.Mutex
 	labels     map[uint64]*labelSet // see labelSets
 	labelRound uint32
+	nsl        *listenerNS // see nsLabelSet
 
 	mu       sync.Mutex
 	inflight *readResult
