@@ -215,9 +215,15 @@ type ListenerExporter struct {
 
 // protocol is how one listener collector reads a namespace.
 type protocol struct {
-	read   func(*netns.Handle) ([]Listener, error)
+	read   readFunc
 	queues func(*netns.Handle, []sockdiag.Queue) ([]sockdiag.Queue, error)
 }
+
+// readFunc reads the listeners of a namespace. known is the address an
+// inode was exported with (or ""), which a read may use as the Address of
+// a listener whose name it finds unchanged, rather than build a string
+// equal to it: a node's unix names are tens of thousands a scrape.
+type readFunc func(ns *netns.Handle, known func(inode uint64) string) ([]Listener, error)
 
 type sourceKey struct {
 	ns    *netns.Handle

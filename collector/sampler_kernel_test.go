@@ -91,9 +91,9 @@ func TestKernelConcurrentScrapesShareReads(t *testing.T) {
 	// host.
 	src := tc.out.source(self, "tcp")
 	read := src.read
-	src.read = func(ns *netns.Handle) ([]Listener, error) {
+	src.read = func(ns *netns.Handle, known func(uint64) string) ([]Listener, error) {
 		time.Sleep(50 * time.Millisecond)
-		return read(ns)
+		return read(ns, known)
 	}
 	const scrapes = 50
 	var wg sync.WaitGroup

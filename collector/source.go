@@ -19,7 +19,7 @@ import (
 type source struct {
 	ns     *netns.Handle
 	proto  string
-	read   func(*netns.Handle) ([]Listener, error)
+	read   readFunc
 	queues func(*netns.Handle, []sockdiag.Queue) ([]sockdiag.Queue, error)
 	// tracker is set when the sampler runs.
 	tracker *sampler.Tracker
@@ -60,7 +60,7 @@ func (s *source) Listeners() ([]Listener, error) {
 	s.reads++
 	s.mu.Unlock()
 
-	ls, err := s.read(s.ns)
+	ls, err := s.read(s.ns, s.knownAddress)
 	r.err = err
 
 	s.mu.Lock()
@@ -72,6 +72,17 @@ func (s *source) Listeners() ([]Listener, error) {
 	s.mu.Unlock()
 	close(r.done)
 	return ls, err
+}
+
+// knownAddress is the address the listener with inode was last exported
+// with; "" for one not exported.
+func (s *source) knownAddress(inode uint64) string {
+	s.labelMu.Lock()
+	defer s.labelMu.Unlock()
+	if ls := s.labels[inode]; ls != nil {
+		return ls.listener
+	}
+	return ""
 }
 
 // sample is one sampler round for this source. peaks, when the acceptwait

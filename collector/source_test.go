@@ -18,8 +18,8 @@ import (
 // blockingRead is a source read that counts its calls and blocks until
 // release is closed. Each call returns a fresh slice whose inode is the
 // call's number, so callers that got the same backing array shared a read.
-func blockingRead(calls *atomic.Int32, release <-chan struct{}, err error) func(*netns.Handle) ([]Listener, error) {
-	return func(*netns.Handle) ([]Listener, error) {
+func blockingRead(calls *atomic.Int32, release <-chan struct{}, err error) readFunc {
+	return func(*netns.Handle, func(uint64) string) ([]Listener, error) {
 		n := calls.Add(1)
 		<-release
 		if err != nil {
@@ -155,7 +155,7 @@ func TestSourceSample(t *testing.T) {
 	src := &source{
 		proto:   "tcp",
 		tracker: sampler.NewTracker(time.Minute, time.Second),
-		read: func(*netns.Handle) ([]Listener, error) {
+		read: func(*netns.Handle, func(uint64) string) ([]Listener, error) {
 			t.Error("a sampler round made a full read")
 			return nil, nil
 		},

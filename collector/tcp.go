@@ -39,7 +39,9 @@ type tcpCollector struct {
 
 func newTCPCollector(d Deps) (Collector, error) {
 	c := &tcpCollector{namespaces: d.Namespaces, out: d.Listeners}
-	d.Listeners.register("tcp", protocol{ReadTCPListeners, tcpQueues})
+	d.Listeners.register("tcp", protocol{func(ns *netns.Handle, _ func(uint64) string) ([]Listener, error) {
+		return ReadTCPListeners(ns) // their addresses are short and built in one allocation
+	}, tcpQueues})
 	if err := validateTCPFlags(); err != nil {
 		return nil, err
 	}

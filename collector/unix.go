@@ -21,7 +21,7 @@ type unixCollector struct {
 }
 
 func newUnixCollector(d Deps) (Collector, error) {
-	d.Listeners.register("unix", protocol{ReadUnixListeners, unixQueues})
+	d.Listeners.register("unix", protocol{readUnixListeners, unixQueues})
 	return &unixCollector{out: d.Listeners}, nil
 }
 
@@ -40,7 +40,11 @@ func (c *unixCollector) Update(s Scrape) error {
 // ReadUnixListeners dumps the listening unix sockets (stream and seqpacket)
 // of one namespace. Sockets without a name (unnamed, socketpair) cannot be
 // told apart by a person and are skipped.
-func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
+func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) { return readUnixListeners(ns, nil) }
+
+// readUnixListeners is ReadUnixListeners, reusing the addresses known
+// returns (a readFunc).
+func readUnixListeners(ns *netns.Handle, known func(inode uint64) string) ([]Listener, error) {
 	conn, err := ns.Conn()
 	if err != nil {
 		return nil, err
@@ -58,7 +62,15 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
 			}
 			return nil
 		}
-		name := FormatUnixName(s.Name)
+		var name string
+		if known != nil {
+			if prev := known(uint64(s.Inode)); prev != "" && sameUnixName(s.Name, prev) {
+				name = prev
+			}
+		}
+		if name == "" {
+			name = FormatUnixName(s.Name)
+		}
 		if name == "" {
 			return nil
 		}
@@ -78,6 +90,19 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) {
 		return nil, noQueue
 	}
 	return out, nil
+}
+
+// sameUnixName reports whether FormatUnixName(raw) is name, without
+// building it; false for names it would escape, which are rare.
+func sameUnixName(raw []byte, name string) bool {
+	if len(raw) > 0 && raw[0] == 0 {
+		if len(name) == 0 || name[0] != '@' {
+			return false
+		}
+		raw, name = raw[1:], name[1:]
+	}
+	raw = bytes.TrimRight(raw, "\x00")
+	return len(raw) > 0 && plainASCII(raw) && string(raw) == name
 }
 
 // FormatUnixName prints a sun_path the way ss does: the path, or "@name"

@@ -3,11 +3,13 @@ package collector
 import (
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
@@ -288,5 +290,62 @@ func TestUnixCollectorFakeKernelFailure(t *testing.T) {
 	}
 	if n := len(got["listenq_queue_length"]); n != 0 {
 		t.Errorf("failed dump still exported %d queue lengths", n)
+	}
+}
+
+// TestSameUnixName: sameUnixName may say yes only where FormatUnixName
+// gives that very name, and does for the usual names.
+func TestSameUnixName(t *testing.T) {
+	for _, raw := range []string{"/run/php/fpm.sock", "/run/php/fpm.sock\x00\x00", "\x00listenq", "\x00listenq\x00",
+		"@relative", "relative.sock", "/run/my app.sock"} {
+		if name := FormatUnixName([]byte(raw)); !sameUnixName([]byte(raw), name) {
+			t.Errorf("sameUnixName(%q, %q) = false, want true", raw, name)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	pieces := []string{"", "\x00", "@", "/", "a", `\`, "\n", "\xff", "é", "x00", `\x00`, "run"}
+	build := func() string {
+		var sb strings.Builder
+		for range rng.IntN(5) {
+			sb.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		return sb.String()
+	}
+	for range 20000 {
+		raw := []byte(build())
+		name := build()
+		if rng.IntN(2) == 0 {
+			name = FormatUnixName(raw)
+		}
+		if sameUnixName(raw, name) && FormatUnixName(raw) != name {
+			t.Fatalf("sameUnixName(%q, %q) = true, but FormatUnixName gives %q", raw, name, FormatUnixName(raw))
+		}
+	}
+}
+
+// TestReadUnixListenersKeepsKnownNames: a listener whose name is the one
+// it was exported with gets that string, not a new copy; a changed name
+// (a reused inode) gets its own.
+func TestReadUnixListenersKeepsKnownNames(t *testing.T) {
+	socks := []sockdiag.UnixSocket{
+		unixSock(sockdiag.SockStream, 1, "/run/php/fpm.sock", 0, 5),
+		unixSock(sockdiag.SockStream, 2, "\x00abstract", 0, 5),
+		unixSock(sockdiag.SockStream, 3, "/run/new.sock", 0, 5),
+	}
+	known := map[uint64]string{1: strings.Clone("/run/php/fpm.sock"), 2: strings.Clone("@abstract"), 3: "/run/old.sock"}
+	got, err := readUnixListeners(&netns.Handle{Dial: fakeUnixDial(t, socks, nil)}, func(ino uint64) string { return known[ino] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("got %d listeners, want 3: %+v", len(got), got)
+	}
+	for _, l := range got[:2] {
+		if unsafe.StringData(l.Address) != unsafe.StringData(known[l.Inode]) {
+			t.Errorf("inode %d: %q is a new string, want the known one", l.Inode, l.Address)
+		}
+	}
+	if got[2].Address != "/run/new.sock" {
+		t.Errorf("inode 3 (reused): address %q, want /run/new.sock", got[2].Address)
 	}
 }
