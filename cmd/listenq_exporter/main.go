@@ -28,6 +28,7 @@ import (
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/listenq/listenq_exporter/collector"
+	"github.com/listenq/listenq_exporter/internal/gctune"
 	"github.com/listenq/listenq_exporter/internal/owner"
 	"github.com/listenq/listenq_exporter/internal/serve"
 )
@@ -94,25 +95,9 @@ func main() {
 	kingpin.MustParse(app.Parse(os.Args[1:]))
 
 	logger := promslog.New(cfg.log)
-	setDefaultGOGC()
 	if err := run(cfg, logger); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: error: %v\n", exporterName, err)
 		os.Exit(1)
-	}
-}
-
-// defaultGOGC is the collector's heap growth target, in percent, unless
-// the GOGC environment variable sets one. What the exporter holds between
-// scrapes (label sets, owners, sampler state, compressed segments) is most
-// of its heap, and Go's default of 100 lets the heap grow to twice that
-// before collecting. At 25,000 listeners 50 saves about 11 MiB of peak
-// RSS for about a fifth more CPU per scrape (bench/scale-results.md);
-// Prometheus 3 lowered its own default for the same reason.
-const defaultGOGC = 50
-
-func setDefaultGOGC() {
-	if os.Getenv("GOGC") == "" { // unset or empty: the runtime's 100
-		debug.SetGCPercent(defaultGOGC)
 	}
 }
 
@@ -149,7 +134,7 @@ func run(cfg *config, logger *slog.Logger) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(*cfg.metricsPath, releaseAfterFirst(handler))
+	mux.Handle(*cfg.metricsPath, tuneMemory(handler, newTuner()))
 	if *cfg.metricsPath != "/" {
 		mux.Handle("/", landing)
 	}
@@ -161,17 +146,38 @@ func run(cfg *config, logger *slog.Logger) error {
 	return nil
 }
 
-// releaseAfterFirst returns h, which once its first request is answered
-// gives the heap's free pages back to the operating system. The first
-// scrape builds every cache at once (label sets, owners from a walk of
-// /proc, compressed segments), the most garbage the exporter ever makes;
-// left to the runtime's scavenger, its pages stayed resident (17 MB of idle
-// heap 15 s later at 25,000 listeners), so RSS kept the start-up's peak
-// rather than following the heap.
-func releaseAfterFirst(h http.Handler) http.Handler {
+// gcHeadroom bounds how far the heap grows past what is live before a
+// collection (package gctune), unless GOGC is set. 8 MiB: at 25,000
+// listeners it holds peak RSS under 50 MiB, and below 10,000 or so the
+// target stays Go's default.
+const (
+	gcHeadroom = 8 << 20
+	gcFloor    = 25
+)
+
+// newTuner returns the GC tuner, or nil where GOGC sets the target.
+func newTuner() *gctune.Tuner {
+	if os.Getenv("GOGC") != "" {
+		return nil
+	}
+	return gctune.New(gcHeadroom, gcFloor)
+}
+
+// tuneMemory returns h, which after each answer lets tuner (if any) set the
+// GC target for what the scrape left live, and after the first gives the
+// heap's free pages back to the operating system. The first scrape builds
+// every cache at once (label sets, owners from a walk of /proc, compressed
+// segments), the most garbage the exporter ever makes; left to the
+// runtime's scavenger, its pages stayed resident (17 MB of idle heap 15 s
+// later at 25,000 listeners), so RSS kept the start-up's peak rather than
+// following the heap.
+func tuneMemory(h http.Handler, tuner *gctune.Tuner) http.Handler {
 	var once sync.Once
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
+		if tuner != nil {
+			tuner.Tune()
+		}
 		once.Do(func() { go releaseMemory() })
 	})
 }

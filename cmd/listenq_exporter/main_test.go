@@ -28,6 +28,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
 
+	"github.com/listenq/listenq_exporter/internal/gctune"
 	"github.com/listenq/listenq_exporter/internal/testbin"
 	"github.com/listenq/listenq_exporter/internal/testns"
 )
@@ -498,17 +499,13 @@ func TestAllCollectorsOffWarns(t *testing.T) {
 	}
 }
 
-// TestDefaultGOGC: the exporter's GC target applies only where GOGC does
-// not set one.
-func TestDefaultGOGC(t *testing.T) {
-	old := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(old) })
-	for env, want := range map[string]int{"": defaultGOGC, "200": 100} {
-		debug.SetGCPercent(100)
+// TestTunerFollowsGOGC: the exporter tunes the GC target only where GOGC
+// does not set one.
+func TestTunerFollowsGOGC(t *testing.T) {
+	for env, want := range map[string]bool{"": true, "200": false, "off": false} {
 		t.Setenv("GOGC", env)
-		setDefaultGOGC()
-		if got := debug.SetGCPercent(100); got != want {
-			t.Errorf("GOGC=%q: GC percent %d, want %d", env, got, want)
+		if got := newTuner() != nil; got != want {
+			t.Errorf("GOGC=%q: tuner %v, want %v", env, got, want)
 		}
 	}
 }
@@ -516,18 +513,20 @@ func TestDefaultGOGC(t *testing.T) {
 // TestReleaseAfterFirst: the heap is handed back once, after the first
 // answer is written, not before it and not again.
 func TestReleaseAfterFirst(t *testing.T) {
+	oldGC := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(oldGC) })
 	released := make(chan struct{}, 10)
 	old := releaseMemory
 	releaseMemory = func() { released <- struct{}{} }
 	t.Cleanup(func() { releaseMemory = old })
 	answered := false
-	h := releaseAfterFirst(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h := tuneMemory(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if len(released) > 0 {
 			t.Error("released before the first answer was written")
 		}
 		answered = true
 		w.WriteHeader(http.StatusOK)
-	}))
+	}), gctune.New(1<<40, 25))
 	for range 3 {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	}
