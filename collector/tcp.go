@@ -39,9 +39,7 @@ type tcpCollector struct {
 
 func newTCPCollector(d Deps) (Collector, error) {
 	c := &tcpCollector{namespaces: d.Namespaces, out: d.Listeners}
-	d.Listeners.register("tcp", protocol{func(ns *netns.Handle, _ func(uint64) string) ([]Listener, error) {
-		return ReadTCPListeners(ns) // their addresses are short and built in one allocation
-	}, tcpQueues})
+	d.Listeners.register("tcp", protocol{readTCPListeners, tcpQueues})
 	if err := validateTCPFlags(); err != nil {
 		return nil, err
 	}
@@ -88,18 +86,39 @@ func (c *tcpCollector) Update(s Scrape) error {
 // ReadTCPListeners dumps the TCP listeners of one namespace, IPv4 and IPv6.
 // Asking for LISTEN only makes the kernel walk just the listening hash, so
 // the cost follows the number of listeners, not of connections.
-func ReadTCPListeners(ns *netns.Handle) ([]Listener, error) {
-	socks, err := dumpInet(ns, 1<<sockdiag.StateListen, true)
+func ReadTCPListeners(ns *netns.Handle) ([]Listener, error) { return readTCPListeners(ns, nil) }
+
+// readTCPListeners is ReadTCPListeners, reusing the addresses known
+// returns (a readFunc). The sockets are turned into listeners as the dump
+// streams, with no slice of them in between.
+func readTCPListeners(ns *netns.Handle, known func(inode uint64) string) ([]Listener, error) {
+	conn, err := ns.Conn()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Listener, 0, len(socks))
-	for _, s := range socks {
+	out := make([]Listener, 0, conn.LastInetCount())
+	req := sockdiag.InetRequest{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen, MemInfo: true}
+	var buf [64]byte
+	err = conn.EachInetSocket(req, func(s *sockdiag.InetSocket) error {
 		ifname := ""
 		if s.IfIndex != 0 {
 			ifname = ns.InterfaceName(s.IfIndex)
 		}
-		out = append(out, tcpListener(s, ifname))
+		b := appendInetAddress(buf[:0], s.Local, ifname)
+		var addr string
+		if known != nil {
+			if prev := known(uint64(s.Inode)); prev == string(b) {
+				addr = prev
+			}
+		}
+		if addr == "" {
+			addr = string(b)
+		}
+		out = append(out, tcpListener(s, addr))
+		return nil
+	})
+	if err != nil {
+		return nil, ns.Failed(conn, err)
 	}
 	return out, nil
 }
@@ -133,8 +152,8 @@ func tcpQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error)
 	return dst, nil
 }
 
-func tcpListener(s sockdiag.InetSocket, ifname string) Listener {
-	addr := FormatInetAddress(s.Local, ifname)
+// tcpListener is socket s, whose address is addr (FormatInetAddress).
+func tcpListener(s *sockdiag.InetSocket, addr string) Listener {
 	return Listener{
 		Proto:   "tcp",
 		Address: addr,
@@ -154,23 +173,26 @@ func tcpListener(s sockdiag.InetSocket, ifname string) Listener {
 // [::]:443, and 127.0.0.1%lo:8080 for a socket bound to a device. It makes
 // one string: every listener's address is printed on every scrape.
 func FormatInetAddress(ap netip.AddrPort, ifname string) string {
-	if !ap.Addr().IsValid() {
-		return ap.Addr().String() + ":" + strconv.Itoa(int(ap.Port()))
-	}
 	var buf [64]byte
-	b := buf[:0]
-	if ap.Addr().Is6() {
+	return string(appendInetAddress(buf[:0], ap, ifname))
+}
+
+// appendInetAddress appends FormatInetAddress's text to b.
+func appendInetAddress(b []byte, ap netip.AddrPort, ifname string) []byte {
+	switch {
+	case !ap.Addr().IsValid():
+		b = append(b, ap.Addr().String()...)
+	case ap.Addr().Is6():
 		b = append(b, '[')
 		b = ap.Addr().AppendTo(b)
 		b = append(b, ']')
-	} else {
+	default:
 		b = ap.Addr().AppendTo(b)
 	}
-	if ifname != "" {
+	if ifname != "" && ap.Addr().IsValid() {
 		b = append(b, '%')
 		b = append(b, ifname...)
 	}
 	b = append(b, ':')
-	b = strconv.AppendUint(b, uint64(ap.Port()), 10)
-	return string(b)
+	return strconv.AppendUint(b, uint64(ap.Port()), 10)
 }

@@ -4,8 +4,11 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
+	"unsafe"
 
+	"github.com/listenq/listenq_exporter/internal/netns"
 	"github.com/listenq/listenq_exporter/internal/sockdiag"
 )
 
@@ -59,9 +62,38 @@ func TestFormatInetAddress(t *testing.T) {
 		if got, want := FormatInetAddress(ap, ifname), plain(ap, ifname); got != want {
 			t.Fatalf("FormatInetAddress(%v, %q) = %q, want %q", ap, ifname, got, want)
 		}
-		l := tcpListener(sockdiag.InetSocket{Local: ap}, ifname)
+		l := tcpListener(&sockdiag.InetSocket{Local: ap}, FormatInetAddress(ap, ifname))
 		if l.Port != strconv.Itoa(int(ap.Port())) {
 			t.Fatalf("port of %v: %q", ap, l.Port)
 		}
+	}
+}
+
+// TestReadTCPListenersKeepsKnownAddresses: a listener whose address is the
+// one it was exported with gets that string, not a new copy; another
+// address (a reused inode) gets its own.
+func TestReadTCPListenersKeepsKnownAddresses(t *testing.T) {
+	known := map[uint64]string{1001: strings.Clone("0.0.0.0:80"), 2002: "[::]:9999"}
+	got, err := readTCPListeners(&netns.Handle{Dial: fakeDial(t)}, func(ino uint64) string { return known[ino] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, l := range got {
+		switch l.Inode {
+		case 1001:
+			seen++
+			if unsafe.StringData(l.Address) != unsafe.StringData(known[1001]) {
+				t.Errorf("inode 1001: %q is a new string, want the known one", l.Address)
+			}
+		case 2002:
+			seen++
+			if l.Address != "[::]:8443" || l.Port != "8443" {
+				t.Errorf("inode 2002 (reused): address %q port %q, want [::]:8443 and 8443", l.Address, l.Port)
+			}
+		}
+	}
+	if seen != 3 { // 1001 twice, as the fake kernel reports it
+		t.Errorf("saw %d of the 3 fake listeners: %+v", seen, got)
 	}
 }

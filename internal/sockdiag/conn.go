@@ -94,17 +94,41 @@ func (c *Conn) Close() error { return c.c.Close() }
 func (c *Conn) InetSockets(req InetRequest) ([]InetSocket, error) {
 	// Sized as the last dump of the kind was, so a steady dump never grows.
 	out := make([]InetSocket, 0, c.lastInet.Load())
-	err := c.dump(req.messageType(), req.MarshalBinary, func(data []byte) error {
-		s, err := ParseInetSocket(data)
-		out = append(out, s)
-		return err
+	err := c.EachInetSocket(req, func(s *InetSocket) error {
+		out = append(out, *s)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("inet_diag dump (family %d): %w", req.Family, err)
+		return nil, err
 	}
-	c.lastInet.Store(int64(len(out)))
 	return out, nil
 }
+
+// EachInetSocket runs one inet_diag dump as InetSockets does, handing each
+// socket to each as it is decoded, and stops at the first error each
+// returns: a caller that keeps only what it derives from the sockets
+// builds no slice of them.
+func (c *Conn) EachInetSocket(req InetRequest, each func(*InetSocket) error) error {
+	n := 0
+	var s InetSocket // one for the dump, not one on the heap per socket
+	err := c.dump(req.messageType(), req.MarshalBinary, func(data []byte) error {
+		var err error
+		if s, err = ParseInetSocket(data); err != nil {
+			return err
+		}
+		n++
+		return each(&s)
+	})
+	if err != nil {
+		return fmt.Errorf("inet_diag dump (family %d): %w", req.Family, err)
+	}
+	c.lastInet.Store(int64(n))
+	return nil
+}
+
+// LastInetCount is how many sockets the last inet dump returned: a size
+// hint for the next one's results.
+func (c *Conn) LastInetCount() int { return int(c.lastInet.Load()) }
 
 // UnixSockets runs one unix_diag dump.
 func (c *Conn) UnixSockets(req UnixRequest) ([]UnixSocket, error) {
