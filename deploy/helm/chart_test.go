@@ -163,11 +163,11 @@ func TestDefaultValues(t *testing.T) {
 	if got := c.strings("args"); !slices.Equal(got, wantArgs) {
 		t.Errorf("args %q, want %q", got, wantArgs)
 	}
-	if got := c.get("resources"); !equalYAML(got, `{requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 128Mi}}`) {
+	if got := c.get("resources"); !equalYAML(got, `{requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 64Mi}}`) {
 		t.Errorf("resources %v, want the figures of bench/scale-results.md", got)
 	}
-	if got := envValue(c, "GOMEMLIMIT"); got != "100MiB" {
-		t.Errorf("GOMEMLIMIT=%q, want 100MiB", got)
+	if got := envValue(c, "GOMEMLIMIT"); got != "56MiB" {
+		t.Errorf("GOMEMLIMIT=%q, want 56MiB", got)
 	}
 	if got := pod.get("tolerations"); !equalYAML(got, `[{operator: Exists}]`) {
 		t.Errorf("tolerations %v, want every taint tolerated", got)
