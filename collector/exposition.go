@@ -19,7 +19,7 @@ import (
 // Snapshot is everything one scrape read: the families of the ordinary
 // collectors and registries, and the per-listener series. Per-listener
 // series are nearly all of a large scrape, so a Snapshot writes them in the
-// text format itself, from labels rendered once per listener, and builds
+// text format itself, from label sets kept once per listener, and builds
 // client_golang families of them only for the other formats. Both ways give
 // the bytes client_golang's encoder gives; TestTextMatchesExpfmt holds them
 // to it.

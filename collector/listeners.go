@@ -297,8 +297,9 @@ func (x *ListenerExporter) prune(handles []*netns.Handle) {
 // labelSets returns each listener's labels, from the cache where the
 // listener was exported before, and forgets listeners that are gone. A
 // listener's labels never change, so building them once (not on every
-// scrape, for every metric) takes most of the work out of exporting
-// thousands of listeners: both their label pairs and their text form.
+// scrape, for every metric) takes much of the work out of exporting
+// thousands of listeners, and the set's identity lets a gzipped scrape
+// reuse the segments of unchanged series.
 func (s *source) labelSets(out []exported) []*labelSet {
 	s.labelMu.Lock()
 	defer s.labelMu.Unlock()
