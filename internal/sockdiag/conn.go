@@ -109,16 +109,7 @@ func (c *Conn) InetSockets(req InetRequest) ([]InetSocket, error) {
 // returns: a caller that keeps only what it derives from the sockets
 // builds no slice of them.
 func (c *Conn) EachInetSocket(req InetRequest, each func(*InetSocket) error) error {
-	n := 0
-	var s InetSocket // one for the dump, not one on the heap per socket
-	err := c.dump(req.messageType(), req.MarshalBinary, func(data []byte) error {
-		var err error
-		if s, err = ParseInetSocket(data); err != nil {
-			return err
-		}
-		n++
-		return each(&s)
-	})
+	n, err := eachSocket(c, req.messageType(), req.MarshalBinary, ParseInetSocket, each)
 	if err != nil {
 		return fmt.Errorf("inet_diag dump (family %d): %w", req.Family, err)
 	}
@@ -150,21 +141,29 @@ func (c *Conn) UnixSockets(req UnixRequest) ([]UnixSocket, error) {
 // the call: a caller that keeps only what it derives from it (the exporter
 // keeps a formatted name) then copies no 20,000 names a scrape.
 func (c *Conn) EachUnixSocket(req UnixRequest, each func(*UnixSocket) error) error {
-	n := 0
-	var s UnixSocket // one for the dump, not one on the heap per socket
-	err := c.dump(sockDiagByFamily, req.MarshalBinary, func(data []byte) error {
-		var err error
-		if s, err = parseUnixSocket(data); err != nil {
-			return err
-		}
-		n++
-		return each(&s)
-	})
+	n, err := eachSocket(c, sockDiagByFamily, req.MarshalBinary, parseUnixSocket, each)
 	if err != nil {
 		return fmt.Errorf("unix_diag dump: %w", err)
 	}
 	c.lastUnix.Store(int64(n))
 	return nil
+}
+
+// eachSocket runs one dump of message type typ, decodes each answer with
+// parse into one value for the whole dump (not one on the heap per
+// socket) and hands it to each; it returns how many sockets there were.
+func eachSocket[S any](c *Conn, typ uint16, marshal func() ([]byte, error), parse func([]byte) (S, error), each func(*S) error) (int, error) {
+	n := 0
+	var s S
+	err := c.dump(typ, marshal, func(data []byte) error {
+		var err error
+		if s, err = parse(data); err != nil {
+			return err
+		}
+		n++
+		return each(&s)
+	})
+	return n, err
 }
 
 // LastUnixCount is how many sockets the last unix dump returned: a size
