@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -119,15 +118,6 @@ func FormatUnixName(raw []byte) string {
 			return "@"
 		}
 		return ""
-	}
-	if prefix != "" && plainASCII(raw) {
-		// One allocation, not printable's and then the joined string's:
-		// a node's abstract names are thousands a scrape.
-		var sb strings.Builder
-		sb.Grow(1 + len(raw))
-		sb.WriteByte('@')
-		sb.Write(raw)
-		return sb.String()
 	}
 	return prefix + printable(raw)
 }
