@@ -41,7 +41,7 @@ type Conn struct {
 	recvFn  func(fd uintptr) bool
 	recvN   int
 	recvErr error
-	// Sockets in the last dump of each kind.
+	// Sockets in the last LISTEN-only dump of each kind.
 	lastInet, lastUnix atomic.Int64
 }
 
@@ -113,12 +113,16 @@ func (c *Conn) EachInetSocket(req InetRequest, each func(*InetSocket) error) err
 	if err != nil {
 		return fmt.Errorf("inet_diag dump (family %d): %w", req.Family, err)
 	}
-	c.lastInet.Store(int64(n))
+	if req.States == 1<<StateListen {
+		// Other dumps (SYN_RECV, counted in the background) say nothing
+		// of how many listeners the next listener dump will bring.
+		c.lastInet.Store(int64(n))
+	}
 	return nil
 }
 
-// LastInetCount is how many sockets the last inet dump returned: a size
-// hint for the next one's results.
+// LastInetCount is how many sockets the last LISTEN-only inet dump
+// returned: a size hint for the next one's results.
 func (c *Conn) LastInetCount() int { return int(c.lastInet.Load()) }
 
 // UnixSockets runs one unix_diag dump.
@@ -145,7 +149,9 @@ func (c *Conn) EachUnixSocket(req UnixRequest, each func(*UnixSocket) error) err
 	if err != nil {
 		return fmt.Errorf("unix_diag dump: %w", err)
 	}
-	c.lastUnix.Store(int64(n))
+	if req.States == 1<<StateListen {
+		c.lastUnix.Store(int64(n))
+	}
 	return nil
 }
 
@@ -166,8 +172,8 @@ func eachSocket[S any](c *Conn, typ uint16, marshal func() ([]byte, error), pars
 	return n, err
 }
 
-// LastUnixCount is how many sockets the last unix dump returned: a size
-// hint for the next one's results.
+// LastUnixCount is how many sockets the last LISTEN-only unix dump
+// returned: a size hint for the next one's results.
 func (c *Conn) LastUnixCount() int { return int(c.lastUnix.Load()) }
 
 // dump sends one dump request and hands each answer's payload to each as

@@ -398,3 +398,29 @@ func TestReplies(t *testing.T) {
 		}
 	}
 }
+
+// TestLastInetCountIsListeners: the size hint counts the last LISTEN-only
+// dump; a dump of other states (the background SYN_RECV count) leaves it.
+func TestLastInetCountIsListeners(t *testing.T) {
+	sock := inetMsg{family: FamilyINet, state: StateListen, local: ap("127.0.0.1:80"), remote: ap("0.0.0.0:0"), inode: 1}
+	answers := 2
+	nc := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+		bodies := make([][]byte, answers)
+		for i := range bodies {
+			bodies[i] = sock.encode(nil)
+		}
+		return dumpReply(reqs[0], bodies...)
+	})
+	c := NewConn(nc)
+	defer c.Close()
+	if _, err := c.InetSockets(InetRequest{Family: FamilyINet, States: 1 << StateListen}); err != nil {
+		t.Fatal(err)
+	}
+	answers = 5
+	if _, err := c.InetSockets(InetRequest{Family: FamilyINet, States: 1<<StateSynRecv | 1<<StateNewSynRecv}); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.LastInetCount(); n != 2 {
+		t.Errorf("after a listener dump of 2 and a SYN_RECV dump of 5, LastInetCount = %d, want 2", n)
+	}
+}
