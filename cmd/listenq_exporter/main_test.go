@@ -521,7 +521,7 @@ func TestReleaseAfterFirst(t *testing.T) {
 	t.Cleanup(func() { releaseMemory = old })
 	answered := false
 	h := tuneMemory(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if len(released) > 0 {
+		if !answered && len(released) > 0 {
 			t.Error("released before the first answer was written")
 		}
 		answered = true
