@@ -42,17 +42,31 @@ func (e *Exporter) Snapshot(extra ...prometheus.Gatherer) (*Snapshot, error) {
 	if err := reg.Register(collectFunc(func(ch chan<- prometheus.Metric) { e.collect(ch, fams) })); err != nil {
 		return nil, err
 	}
+	// The extra registries (the Go runtime's and the process's metrics,
+	// which read procfs) are gathered while the kernel dumps run: with a
+	// core to spare, a scrape then takes the longer of the two, not the sum.
+	extras := make([]gathered, len(extra))
+	var wg sync.WaitGroup
+	for i, g := range extra {
+		wg.Go(func() { extras[i].mfs, extras[i].err = g.Gather() })
+	}
 	mfs, err := reg.Gather()
+	wg.Wait()
 	errs := []error{err}
-	for _, g := range extra {
-		more, err := g.Gather()
+	for _, x := range extras {
 		var clash error
-		mfs, clash = mergeFamilies(mfs, more)
-		errs = append(errs, err, clash)
+		mfs, clash = mergeFamilies(mfs, x.mfs)
+		errs = append(errs, x.err, clash)
 	}
 	s := &Snapshot{families: mfs, rows: fams.sorted(&e.listeners.order), segments: &e.listeners.segments}
 	errs = append(errs, s.orderListeners())
 	return s, errors.Join(errs...)
+}
+
+// gathered is what one Gatherer returned.
+type gathered struct {
+	mfs []*dto.MetricFamily
+	err error
 }
 
 // orderListeners sets order, leaving out (as mergeFamilies would) a
