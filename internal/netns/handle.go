@@ -74,13 +74,15 @@ func NewFixed(id, netstatPath, sysctlDir string, dial func() (*sockdiag.Conn, er
 }
 
 // Self returns the handle of the exporter's own network namespace, reading
-// procfs mounted at procRoot, with the netns label id.
+// procfs mounted at procRoot, with the netns label id. It keeps its files
+// open as other namespaces' handles do: opening a procfs file costs five
+// times reading it again.
 func Self(procRoot, id string) (*Handle, error) {
-	if _, err := os.Stat(filepath.Join(procRoot, "self", "net", "netstat")); err != nil {
+	kept, err := openKept(filepath.Join(procRoot, "self", "net", "netstat"), filepath.Join(procRoot, "sys"))
+	if err != nil {
 		return nil, fmt.Errorf("procfs at %q: %w", procRoot, err)
 	}
-	h := NewFixed(id, filepath.Join(procRoot, "self", "net", "netstat"), filepath.Join(procRoot, "sys"),
-		func() (*sockdiag.Conn, error) { return sockdiag.Dial(true) })
+	h := &Handle{ID: id, files: kept, Dial: func() (*sockdiag.Conn, error) { return sockdiag.Dial(true) }}
 	if k, err := KeyOf(filepath.Join(procRoot, "self", "ns", "net")); err == nil {
 		h.Key = k
 	}
@@ -132,7 +134,7 @@ func open(path string, want Key, id string, ident Identity) (*Handle, error) {
 		if h.conn, err = sockdiag.Dial(id == ""); err != nil {
 			return err
 		}
-		kept, err = openKept()
+		kept, err = openKept("/proc/thread-self/net/netstat", "/proc/sys")
 		return err
 	})
 	if err != nil {
@@ -293,18 +295,19 @@ type keptFiles struct {
 	missing     map[string]error
 }
 
-// openKept runs inside the namespace. It uses the calling thread's own
-// procfs view: /proc/thread-self/net and /proc/sys follow the namespace of
-// the thread that opens them.
-func openKept() (*keptFiles, error) {
+// openKept opens a namespace's netstat and sysctl files. An open file keeps
+// showing the namespace of the thread that opened it (/proc/thread-self/net
+// and /proc/sys follow the opener's namespace), so for another namespace it
+// runs inside that namespace.
+func openKept(netstatPath, sysctlDir string) (*keptFiles, error) {
 	k := &keptFiles{sysctls: map[string]*os.File{}, missing: map[string]error{}}
-	f, err := os.Open("/proc/thread-self/net/netstat")
+	f, err := os.Open(netstatPath)
 	if err != nil {
 		return nil, err
 	}
 	k.netstatFile = f
 	for _, name := range Sysctls {
-		f, err := os.Open(filepath.Join("/proc/sys", name))
+		f, err := os.Open(filepath.Join(sysctlDir, name))
 		if err != nil {
 			k.missing[name] = err
 			continue
