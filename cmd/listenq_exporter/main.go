@@ -30,6 +30,7 @@ import (
 	"github.com/listenq/listenq_exporter/collector"
 	"github.com/listenq/listenq_exporter/internal/gctune"
 	"github.com/listenq/listenq_exporter/internal/owner"
+	"github.com/listenq/listenq_exporter/internal/selfproc"
 	"github.com/listenq/listenq_exporter/internal/serve"
 )
 
@@ -247,7 +248,7 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 	reg.MustRegister(
 		versioncollector.NewCollector(exporterName),
 		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		processCollector(logger),
 	)
 	reg.MustRegister(extra...)
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelError)
@@ -268,6 +269,17 @@ func newMetricsHandler(ctx context.Context, cfg *config, logger *slog.Logger) (h
 		return s, err
 	}, fallback, serve.Options{MaxRequestsInFlight: *cfg.maxRequests, ErrorLog: errorLog}))
 	return promhttp.InstrumentMetricHandler(reg, handler), nil
+}
+
+// processCollector is the process_* families' collector: selfproc's, or
+// client_golang's own when selfproc cannot open its files.
+func processCollector(logger *slog.Logger) prometheus.Collector {
+	c, err := selfproc.New("/proc")
+	if err != nil {
+		logger.Info("process metrics read by client_golang's collector", "reason", err)
+		return collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})
+	}
+	return c
 }
 
 // validateTelemetryPath accepts a clean absolute path and nothing that
