@@ -1,5 +1,5 @@
-// Package gctune bounds how far the Go heap may grow past what is live
-// before the next collection.
+// Package gctune lets the Go heap grow by a fixed headroom past what is
+// live before the next collection, whatever the live size.
 //
 // Go's default GC target (GOGC=100) lets the heap reach twice its live
 // size. Most of the exporter's live heap is what it keeps between scrapes
@@ -7,9 +7,12 @@
 // with the listeners on the node: at 25,000 listeners the default doubled
 // 15-20 MB into 30-40 MB of heap. A fixed lower GOGC would bound that but
 // makes small nodes collect more often for nothing: at 1,000 listeners
-// GOGC=50 cost a fifth more CPU per scrape and saved 1 MiB. So the target
-// follows the live heap: 100 while growing by 100% stays under a fixed
-// headroom, lower above it, never under a floor.
+// GOGC=50 cost a fifth more CPU per scrape and saved 1 MiB. The other way
+// round, a small heap under the default collects every few scrapes: at
+// 1,000 listeners (4 MB live, 0.6 MB allocated a scrape) the collector
+// took an eighth of the exporter's CPU, and a target of 200 made a scrape
+// 7-13% faster for 5 MB of RSS. So the target follows the live heap: what
+// lets it grow by the headroom, never under a floor.
 package gctune
 
 import (
@@ -18,14 +21,19 @@ import (
 	"sync"
 )
 
-// Percent is the GC target that lets a heap with live bytes grow by at
-// most headroom: 100 while live is below headroom, then headroom/live,
-// and at least floor.
+// heapMinimum is the runtime's smallest heap goal at GOGC=100, which it
+// scales with the target: at GOGC=200 no collection starts below 8 MiB.
+const heapMinimum = 4 << 20
+
+// Percent is the GC target that lets a heap with live bytes grow by about
+// headroom: headroom/live, and less when the runtime's scaled heap minimum
+// would let it grow further; at least floor.
 func Percent(live, headroom uint64, floor int) int {
-	if live <= headroom {
-		return 100
+	p := (headroom + live) * 100 / heapMinimum
+	if live > 0 {
+		p = min(p, headroom*100/live)
 	}
-	return max(int(headroom*100/live), floor)
+	return max(int(p), floor)
 }
 
 // Tuner sets the GC target from the live heap each time Tune is called.
