@@ -2,8 +2,10 @@ package serve
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Shared returns a handler that serves concurrent identical requests with
@@ -16,6 +18,10 @@ type shared struct {
 	next    http.Handler
 	mu      sync.Mutex
 	flights map[flightKey]*flight
+	// sizes are the last body's length, compressed and not, so the next
+	// body is recorded in one piece where it fits one chunk, and sent in
+	// one write.
+	sizes [2]atomic.Int64
 }
 
 // flightKey is what a response depends on besides the data.
@@ -76,12 +82,17 @@ func (s *shared) fly(key flightKey, f *flight, r *http.Request) {
 		s.mu.Unlock()
 		close(f.done)
 	}()
-	rec := &recorder{header: http.Header{}}
+	size := &s.sizes[0]
+	if strings.Contains(key.encoding, "gzip") {
+		size = &s.sizes[1]
+	}
+	rec := &recorder{header: http.Header{}, hint: int(size.Load())}
 	s.next.ServeHTTP(rec, r)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
 	f.status, f.header, f.body = rec.status, rec.header, rec.chunks
+	size.Store(int64(rec.n))
 }
 
 // answer writes f's response to w. Every reader gets the same body slice;
@@ -94,6 +105,15 @@ func (f *flight) answer(w http.ResponseWriter) {
 	for k, vs := range f.header {
 		w.Header()[k] = vs
 	}
+	if bodyAllowed(f.status) && w.Header().Get("Content-Length") == "" {
+		// Known in full: net/http then sends the body as it is, without
+		// chunked framing, which cost a write per chunk.
+		n := 0
+		for _, c := range f.body {
+			n += len(c)
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+	}
 	w.WriteHeader(f.status)
 	for _, c := range f.body {
 		if _, err := w.Write(c); err != nil {
@@ -102,12 +122,19 @@ func (f *flight) answer(w http.ResponseWriter) {
 	}
 }
 
+// bodyAllowed reports whether a response with status has a body (RFC 9110).
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
 // recorder keeps a response in memory, in chunks: a body of tens of
 // megabytes (25,000 listeners, uncompressed) is then never copied to grow.
 type recorder struct {
 	header http.Header
 	status int
 	chunks [][]byte
+	n      int // bytes written
+	hint   int // the expected length, or 0
 }
 
 const chunkSize = 256 << 10
@@ -123,12 +150,14 @@ func (r *recorder) WriteHeader(status int) {
 func (r *recorder) Write(p []byte) (int, error) {
 	r.WriteHeader(http.StatusOK)
 	n := len(p)
+	r.n += n
 	for len(p) > 0 {
 		last := len(r.chunks) - 1
 		if last < 0 || len(r.chunks[last]) == cap(r.chunks[last]) {
-			// Chunks double from 4 KiB: small answers (a 503, a gzipped
-			// scrape) stay small.
-			size := 4 << 10
+			// The first chunk holds the expected length and an eighth
+			// more; after it, chunks double. Small answers (a 503, a
+			// gzipped scrape) stay small.
+			size := min(chunkSize, max(4<<10, r.hint+r.hint/8))
 			if last >= 0 {
 				size = min(chunkSize, 2*cap(r.chunks[last]))
 			}

@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -249,5 +250,43 @@ func TestRecorderKeepsEveryByte(t *testing.T) {
 		if cap(c) > chunkSize {
 			t.Errorf("chunk %d holds %d bytes, over %d", i, cap(c), chunkSize)
 		}
+	}
+}
+
+// TestSharedSendsLengthInOnePiece: an answer carries its Content-Length,
+// so net/http sends it without chunked framing, and once a body's size is
+// known the next one of the same encoding is recorded in one chunk.
+func TestSharedSendsLengthInOnePiece(t *testing.T) {
+	body := bytes.Repeat([]byte("listenq_queue_length 0\n"), 3000) // 69 KB
+	_, h := newGate(func(int32) []byte { return body })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	for i := range 2 {
+		resp, err := client.Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("scrape %d: %d bytes (%v), want %d", i, len(got), err, len(body))
+		}
+		if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+			t.Errorf("scrape %d: Content-Length %d, Transfer-Encoding %v; want %d and none", i, resp.ContentLength, resp.TransferEncoding, len(body))
+		}
+	}
+	sh := h.(*shared)
+	rec := &recorder{header: http.Header{}, hint: int(sh.sizes[0].Load())}
+	rec.Write(body[:100]) //nolint:errcheck // a recorder
+	rec.Write(body[100:]) //nolint:errcheck // a recorder
+	if len(rec.chunks) != 1 {
+		t.Errorf("with the last size as a hint, %d bytes took %d chunks, want 1", len(body), len(rec.chunks))
+	}
+	// No body, no length: a 304 carries none.
+	out := httptest.NewRecorder()
+	(&flight{status: http.StatusNotModified, header: http.Header{}}).answer(out)
+	if cl := out.Header().Get("Content-Length"); cl != "" {
+		t.Errorf("a 304 answered with Content-Length %q", cl)
 	}
 }
