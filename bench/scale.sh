@@ -12,8 +12,7 @@
 #     second; the exporter's CPU per scrape;
 #   - the raw LISTEN-only kernel dumps of the same sockets (inet_diag, and
 #     unix_diag for the unix ones, through internal/sockdiag as bench/probe
-#     does) and ss, and the ratio scrape median / raw dump median, the
-#     ratio's dumps run one after each timed scrape;
+#     does) and ss, and the ratio scrape median / raw dump median;
 #   - peak RSS (VmHWM, reset through /proc/PID/clear_refs) with one scrape
 #     at a time and with 20 concurrent ones;
 #   - the sampler's CPU without scrapes (default --sampler.interval minus

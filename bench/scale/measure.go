@@ -34,60 +34,52 @@ type kernelFigures struct {
 	ssCmd       string
 }
 
-// rawDumper runs the LISTEN-only dumps as bench/probe does: inet_diag for
+// dumps times the LISTEN-only dumps as bench/probe does: inet_diag for
 // IPv4 then IPv6, with SKMEMINFO, and, when the shape has unix listeners,
 // a unix_diag dump of the listening unix sockets with their names and
-// queues, each decoded by internal/sockdiag.
-type rawDumper struct {
-	conn        *sockdiag.Conn
-	unix        bool
-	inetSockets int
-	unixSockets int
-}
-
-func newRawDumper(s shape) (*rawDumper, error) {
+// queues, each decoded by internal/sockdiag. A run's raw time is the sum.
+func dumps(ctx context.Context, s shape, runs int) (kernelFigures, error) {
+	var k kernelFigures
 	// Dialled here rather than with sockdiag.Dial, whose signature changed:
 	// --rev builds this program against older revisions too.
 	nc, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{MessageBufferSize: 32 << 10})
 	if err != nil {
-		return nil, err
+		return k, err
 	}
-	return &rawDumper{conn: sockdiag.NewConn(nc), unix: s.unix > 0}, nil
-}
-
-func (d *rawDumper) Close() { d.conn.Close() }
-
-// once times one run: the inet dumps, then the unix one.
-func (d *rawDumper) once() (inet, unixDump time.Duration, err error) {
-	start := time.Now()
-	d.inetSockets = 0
-	for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
-		socks, err := d.conn.InetSockets(sockdiag.InetRequest{Family: family, States: 1 << sockdiag.StateListen, MemInfo: true})
-		if err != nil {
-			return 0, 0, err
+	conn := sockdiag.NewConn(nc)
+	defer conn.Close()
+	inet := func() (time.Duration, error) {
+		start := time.Now()
+		k.inetSockets = 0
+		for _, family := range []uint8{sockdiag.FamilyINet, sockdiag.FamilyINet6} {
+			socks, err := conn.InetSockets(sockdiag.InetRequest{Family: family, States: 1 << sockdiag.StateListen, MemInfo: true})
+			if err != nil {
+				return 0, err
+			}
+			k.inetSockets += len(socks)
 		}
-		d.inetSockets += len(socks)
+		return time.Since(start), nil
 	}
-	inet = time.Since(start)
-	if !d.unix {
-		return inet, 0, nil
+	unixDump := func() (time.Duration, error) {
+		if s.unix == 0 {
+			return 0, nil
+		}
+		start := time.Now()
+		socks, err := conn.UnixSockets(sockdiag.UnixRequest{States: 1 << sockdiag.StateListen})
+		k.unixSockets = len(socks)
+		return time.Since(start), err
 	}
-	start = time.Now()
-	socks, err := d.conn.UnixSockets(sockdiag.UnixRequest{States: 1 << sockdiag.StateListen})
-	d.unixSockets = len(socks)
-	return inet, time.Since(start), err
-}
-
-// dumps times runs of d (after one untimed); a run's raw time is the sum
-// of its dumps.
-func dumps(ctx context.Context, d *rawDumper, s shape, runs int) (kernelFigures, error) {
-	var k kernelFigures
 	var ti, tu, tr []float64
+	// One untimed run first.
 	for i := range runs + 1 {
 		if err := ctx.Err(); err != nil {
 			return k, err
 		}
-		di, du, err := d.once()
+		di, err := inet()
+		if err != nil {
+			return k, err
+		}
+		du, err := unixDump()
 		if err != nil {
 			return k, err
 		}
@@ -95,7 +87,6 @@ func dumps(ctx context.Context, d *rawDumper, s shape, runs int) (kernelFigures,
 			ti, tu, tr = append(ti, benchutil.Ms(di)), append(tu, benchutil.Ms(du)), append(tr, benchutil.Ms(di+du))
 		}
 	}
-	k.inetSockets, k.unixSockets = d.inetSockets, d.unixSockets
 	if k.inetSockets < s.tcp || k.unixSockets < s.unix {
 		return k, fmt.Errorf("the dumps show %d TCP and %d unix listeners, want at least %d and %d", k.inetSockets, k.unixSockets, s.tcp, s.unix)
 	}
@@ -143,10 +134,6 @@ type scrapeFigures struct {
 	conc                  benchutil.Stats // wall time of the concurrent scrapes, ms
 	rssStart              int64           // VmRSS as the one-at-a-time phase starts, KiB
 	rss                   int64           // VmRSS at the end, KiB
-	// raw is the raw dump run right after each timed gzip scrape, when a
-	// rawDumper was given: the reference measured in the same moments as
-	// the scrapes, whatever the machine's speed does meanwhile.
-	raw benchutil.Stats
 }
 
 // cpuPerScrape is the exporter's CPU per timed scrape; with idle (its CPU
@@ -163,9 +150,8 @@ func (f scrapeFigures) cpuPerScrape(idle float64) float64 {
 // fresh, its peak RSS with one scrape at a time and then with
 // c.concurrency at once (all with gzip); then, after a warm-up, the wall
 // time of gzip scrapes over one kept-alive connection with the CPU they
-// cost, each followed by a run of ref when it is not nil; and of plain
-// ones, for the bytes encoded.
-func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrapes int, ref *rawDumper) (scrapeFigures, error) {
+// cost, and of plain ones, for the bytes encoded.
+func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrapes int) (scrapeFigures, error) {
 	var f scrapeFigures
 	// VmHWM set back to VmRSS before each phase; what the process already
 	// holds then (pages its heap touched before and has not given back)
@@ -206,29 +192,19 @@ func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrape
 	}
 	t0 := time.Now()
 	times := make([]float64, scrapes)
-	var raw []float64
 	for i := range times {
 		b, d, err := e.TimedScrape(true)
 		if err != nil {
 			return f, err
 		}
 		times[i], f.gzipBytes = benchutil.Ms(d), len(b)
-		// After the scrape, not before: the scrape's own dump does not
-		// find the kernel's tables warmed by the reference.
-		if ref != nil {
-			di, du, err := ref.once()
-			if err != nil {
-				return f, err
-			}
-			raw = append(raw, benchutil.Ms(di+du))
-		}
 	}
 	f.wall = time.Since(t0)
 	cpu1, err := benchutil.CPUClock(e.PID())
 	if err != nil {
 		return f, err
 	}
-	f.cpu, f.gzip, f.raw = cpu1-cpu0, benchutil.Summarize(times), benchutil.Summarize(raw)
+	f.cpu, f.gzip = cpu1-cpu0, benchutil.Summarize(times)
 
 	times = make([]float64, c.plain)
 	for i := range times {
