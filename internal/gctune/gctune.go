@@ -27,7 +27,9 @@ const heapMinimum = 4 << 20
 
 // Percent is the GC target that lets a heap with live bytes grow by about
 // headroom: headroom/live, and less when the runtime's scaled heap minimum
-// would let it grow further; at least floor.
+// would let it grow further; at least floor. About: the runtime also counts
+// goroutine stacks and globals into the growth (a few hundred KB here), so
+// above 100 the heap may exceed live+headroom by that times the target.
 func Percent(live, headroom uint64, floor int) int {
 	p := (headroom + live) * 100 / heapMinimum
 	if live > 0 {

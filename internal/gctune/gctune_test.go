@@ -26,8 +26,9 @@ func TestPercent(t *testing.T) {
 			t.Errorf("Percent(%.2f MiB) = %d, want %d", float64(tc.live)/mib, got, tc.want)
 		}
 	}
-	// Whatever the live size, the heap goal the runtime derives stays
-	// within live + headroom (+1% for rounding), unless held at the floor.
+	// Whatever the live size, the heap goal the runtime derives from the
+	// live heap (stacks and globals aside) stays within live + headroom
+	// (+1% for rounding), unless held at the floor.
 	for live := uint64(0); live <= 40*mib; live += mib / 4 {
 		p := uint64(Percent(live, 8*mib, 25))
 		goal := max(live+live*p/100, heapMinimum*p/100)
