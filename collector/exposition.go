@@ -45,6 +45,7 @@ func (e *Exporter) Snapshot(extra ...prometheus.Gatherer) (*Snapshot, error) {
 	// The extra registries (the Go runtime's and the process's metrics,
 	// which read procfs) are gathered while the kernel dumps run: with a
 	// core to spare, a scrape then takes the longer of the two, not the sum.
+	// What they hold is read at the scrape's start, not its end.
 	extras := make([]gathered, len(extra))
 	var wg sync.WaitGroup
 	for i, g := range extra {
