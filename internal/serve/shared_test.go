@@ -276,6 +276,16 @@ func TestSharedSendsLengthInOnePiece(t *testing.T) {
 			t.Errorf("scrape %d: Content-Length %d, Transfer-Encoding %v; want %d and none", i, resp.ContentLength, resp.TransferEncoding, len(body))
 		}
 	}
+	// HEAD: the length a GET would have, and no body.
+	resp, err := client.Head(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ContentLength != int64(len(body)) || len(got) != 0 {
+		t.Errorf("HEAD: Content-Length %d and %d bytes of body, want %d and none", resp.ContentLength, len(got), len(body))
+	}
 	sh := h.(*shared)
 	rec := &recorder{header: http.Header{}, hint: int(sh.sizes[0].Load())}
 	rec.Write(body[:100]) //nolint:errcheck // a recorder
