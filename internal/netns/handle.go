@@ -336,25 +336,47 @@ func (k *keptFiles) close() {
 	}
 }
 
-// readAt0 reads a whole procfs file again from its start, in one read:
-// procfs regenerates the content for every read at another offset than
-// where the last one ended, so reading in pieces (or reading again to see
-// the end) would make the kernel format the file (netstat: over 200
-// counters) several times. A read shorter than the buffer is the whole
-// file; a full one is retried with a larger buffer.
+// readAt0 is ReadAt0 into a buffer of the pool, returning a copy.
 func readAt0(f *os.File) ([]byte, error) {
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
+	b, err := ReadAt0(f, *bp)
+	*bp = b[:cap(b)]
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), b...), nil
+}
+
+// ReadAt0 reads a whole procfs file kept open again from its start, in one
+// read, into buf, and returns buf[:n] or, when buf was too small, a larger
+// buffer (up to 4 MiB) read again. procfs formats the content anew for a
+// read at another offset than where the last one ended, so reading in
+// pieces (or reading again to see the end) would make the kernel format
+// the file (netstat: over 200 counters) several times; a read shorter than
+// the buffer is the whole file. The read holds f open, so a concurrent
+// Close cannot hand its descriptor number to another file mid-read.
+func ReadAt0(f *os.File, buf []byte) ([]byte, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return buf[:0], fmt.Errorf("read %s: %w", f.Name(), err)
+	}
 	for {
-		buf := *bp
-		n, err := unix.Pread(int(f.Fd()), buf, 0)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Pread(int(fd), buf, 0)
+			return true
+		}); err != nil {
+			rerr = err
+		}
+		if rerr != nil {
+			return buf[:0], fmt.Errorf("read %s: %w", f.Name(), rerr)
 		}
 		if n < len(buf) || len(buf) >= 4<<20 {
-			return append([]byte(nil), buf[:n]...), nil
+			return buf[:n], nil
 		}
-		*bp = make([]byte, 4*len(buf))
+		buf = make([]byte, max(4*len(buf), 4<<10))
 	}
 }
 

@@ -1,6 +1,7 @@
 package netns_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -162,4 +163,33 @@ func containsInt(s []int, v int) bool {
 		}
 	}
 	return false
+}
+
+// TestReadAt0 reads a kept file whole, growing a buffer too small for it,
+// and sees what changed at the next read; and says so when the file is
+// closed.
+func TestReadAt0(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	want := bytes.Repeat([]byte("TcpExt: 1\n"), 1000) // 10 KB
+	if err := os.WriteFile(path, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := netns.ReadAt0(f, make([]byte, 1024))
+	if err != nil || !bytes.Equal(b, want) {
+		t.Fatalf("got %d bytes (%v), want %d", len(b), err, len(want))
+	}
+	if err := os.WriteFile(path, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = netns.ReadAt0(f, b[:cap(b)]); err != nil || string(b) != "short\n" {
+		t.Fatalf("after a rewrite: %q, %v", b, err)
+	}
+	f.Close()
+	if _, err := netns.ReadAt0(f, b[:cap(b)]); err == nil {
+		t.Fatal("a closed file read without error")
+	}
 }
