@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sys/unix"
+
+	"github.com/listenq/listenq_exporter/internal/netns"
 )
 
 // userHZ is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
@@ -180,29 +182,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		send(maxVsizeName, prometheus.GaugeValue, float64(as.Cur))
 	}
 	if b, err := c.read(c.netstat); err == nil {
-		in, out := ipOctets(b)
-		send(inBytesName, prometheus.CounterValue, in)
-		send(outBytesName, prometheus.CounterValue, out)
+		if in, out, ok := ipOctets(b); ok {
+			send(inBytesName, prometheus.CounterValue, in)
+			send(outBytesName, prometheus.CounterValue, out)
+		}
 	}
 }
 
-// read reads f again from its start in one read: procfs formats the file
-// anew for a read at offset 0. The bytes are c.buf's, valid until the next
-// read.
+// read reads f again from its start (netns.ReadAt0) into c.buf. The bytes
+// are c.buf's, valid until the next read.
 func (c *Collector) read(f *os.File) ([]byte, error) {
-	for {
-		n, err := unix.Pread(int(f.Fd()), c.buf, 0)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", f.Name(), err)
-		}
-		if n < len(c.buf) {
-			return c.buf[:n], nil
-		}
-		if len(c.buf) >= 1<<20 {
-			return nil, fmt.Errorf("read %s: over %d bytes", f.Name(), len(c.buf))
-		}
-		c.buf = make([]byte, 2*len(c.buf))
-	}
+	b, err := netns.ReadAt0(f, c.buf)
+	c.buf = b[:cap(b)]
+	return b, err
 }
 
 // procStat is what Collect needs of /proc/PID/stat.
@@ -279,37 +271,12 @@ func bootTime(b []byte) (uint64, error) {
 	return 0, errors.New("/proc/stat has no btime line")
 }
 
-// ipOctets are IpExt's InOctets and OutOctets in /proc/PID/net/netstat (a
-// line of names, then a line of values); 0 when missing, as client_golang
-// reports them.
-func ipOctets(b []byte) (in, out float64) {
-	var names []byte
-	for line := range bytes.Lines(b) {
-		rest, ok := bytes.CutPrefix(line, []byte("IpExt:"))
-		if !ok {
-			continue
-		}
-		if names == nil {
-			names = rest
-			continue
-		}
-		values := bytes.Fields(rest)
-		for i, name := range bytes.Fields(names) {
-			if i >= len(values) {
-				break
-			}
-			v, err := strconv.ParseFloat(string(values[i]), 64)
-			switch {
-			case err != nil:
-			case string(name) == "InOctets":
-				in = v
-			case string(name) == "OutOctets":
-				out = v
-			}
-		}
-		break
-	}
-	return in, out
+// ipOctets are IpExt's InOctets and OutOctets in /proc/PID/net/netstat:
+// each 0 when the section lacks it, as client_golang reports it; not ok
+// when the section is missing or malformed.
+func ipOctets(b []byte) (in, out float64, ok bool) {
+	ip, err := netns.ParseNetstat(b, "IpExt")
+	return ip["InOctets"], ip["OutOctets"], err == nil
 }
 
 // openFDs counts the process's open descriptors. Since Linux 6.2 the fd

@@ -170,16 +170,19 @@ func TestIPOctets(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
 		inB, ou float64
+		ok      bool
 	}{
-		{"TcpExt: A B\nTcpExt: 1 2\nIpExt: InNoRoutes InOctets OutOctets\nIpExt: 0 1500 2500\n", 1500, 2500},
-		{"IpExt: OutOctets InOctets\nIpExt: 7 9\n", 9, 7},
-		{"TcpExt: InOctets\nTcpExt: 5\n", 0, 0},
-		{"IpExt: InOctets OutOctets\nIpExt: 3\n", 3, 0},
-		{"IpExt: InOctets OutOctets\n", 0, 0},
-		{"", 0, 0},
+		{"TcpExt: A B\nTcpExt: 1 2\nIpExt: InNoRoutes InOctets OutOctets\nIpExt: 0 1500 2500\n", 1500, 2500, true},
+		{"IpExt: OutOctets InOctets\nIpExt: 7 9\n", 9, 7, true},
+		{"IpExt: InOctets InNoRoutes\nIpExt: 4 1\n", 4, 0, true}, // no OutOctets: 0
+		{"TcpExt: InOctets\nTcpExt: 5\n", 0, 0, false},
+		{"IpExt: InOctets OutOctets\nIpExt: 3\n", 0, 0, false},
+		{"IpExt: InOctets OutOctets\n", 0, 0, false},
+		{"", 0, 0, false},
 	} {
-		if in, out := ipOctets([]byte(tc.in)); in != tc.inB || out != tc.ou {
-			t.Errorf("ipOctets(%q) = %v, %v; want %v, %v", tc.in, in, out, tc.inB, tc.ou)
+		in, out, ok := ipOctets([]byte(tc.in))
+		if ok != tc.ok || (ok && (in != tc.inB || out != tc.ou)) {
+			t.Errorf("ipOctets(%q) = %v, %v, %v; want %v, %v, %v", tc.in, in, out, ok, tc.inB, tc.ou, tc.ok)
 		}
 	}
 }
