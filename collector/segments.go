@@ -48,17 +48,10 @@ func segmentCut(ls *labelSet) bool {
 	// labels of neighbouring rows.
 	const prime = 16777619
 	h := uint32(2166136261)
+	var buf [128]byte // a label set is made once: a longer value may allocate
 	for i := range numListenerLabels {
-		if i == inodeIndex {
-			var buf [20]byte
-			for _, c := range ls.appendValue(buf[:0], i) {
-				h = (h ^ uint32(c)) * prime
-			}
-		} else {
-			v := ls.value(i)
-			for j := 0; j < len(v); j++ {
-				h = (h ^ uint32(v[j])) * prime
-			}
+		for _, c := range ls.appendValue(buf[:0], i) {
+			h = (h ^ uint32(c)) * prime
 		}
 		h = (h ^ 0xff) * prime // between values, so a byte moved from one to the next counts
 	}
