@@ -27,6 +27,7 @@ import (
 type kernelFigures struct {
 	inet, unix  benchutil.Stats // ms
 	raw         benchutil.Stats // inet + unix, per run, ms
+	rawRuns     []float64       // raw's samples
 	inetSockets int
 	unixSockets int
 	ss          benchutil.Stats // ms
@@ -90,8 +91,24 @@ func dumps(ctx context.Context, s shape, runs int) (kernelFigures, error) {
 	if k.inetSockets < s.tcp || k.unixSockets < s.unix {
 		return k, fmt.Errorf("the dumps show %d TCP and %d unix listeners, want at least %d and %d", k.inetSockets, k.unixSockets, s.tcp, s.unix)
 	}
-	k.inet, k.unix, k.raw = benchutil.Summarize(ti), benchutil.Summarize(tu), benchutil.Summarize(tr)
+	k.inet, k.unix, k.raw, k.rawRuns = benchutil.Summarize(ti), benchutil.Summarize(tu), benchutil.Summarize(tr), tr
 	return k, nil
+}
+
+// nearPause is how long the exporter idles before each block of dumps timed
+// around its scrapes: its collections and the scrapes' other after-effects
+// end first, so the dumps run in a row on a quiet machine, as the first
+// ones do.
+const nearPause = time.Second
+
+// nearDumps times runs raw dumps in a row after nearPause: one block of the
+// reference timed around the scrapes.
+func nearDumps(ctx context.Context, s shape, runs int) ([]float64, error) {
+	if err := benchutil.Sleep(ctx, nearPause); err != nil {
+		return nil, err
+	}
+	k, err := dumps(ctx, s, runs)
+	return k.rawRuns, err
 }
 
 // ssRef times ss listing the same listeners, its output read through a
@@ -128,12 +145,15 @@ type scrapeFigures struct {
 	gzip, plain           benchutil.Stats // wall time, ms
 	gzipBytes, plainBytes int
 	series                int
-	cpu                   time.Duration   // over the timed gzip scrapes
-	wall                  time.Duration   // of the timed gzip scrapes, from first to last
-	hwmOne, hwmConc       int64           // peak RSS (KiB), one scrape at a time / concurrent
-	conc                  benchutil.Stats // wall time of the concurrent scrapes, ms
-	rssStart              int64           // VmRSS as the one-at-a-time phase starts, KiB
-	rss                   int64           // VmRSS at the end, KiB
+	cpu                   time.Duration // over the timed gzip scrapes
+	wall                  time.Duration // of the timed gzip scrapes, from first to last
+	hwmOne, hwmConc       int64         // peak RSS (KiB), one scrape at a time / concurrent
+	// near are the raw dumps timed in two blocks, right before and right
+	// after the timed gzip scrapes; zero when not asked for.
+	near     benchutil.Stats
+	conc     benchutil.Stats // wall time of the concurrent scrapes, ms
+	rssStart int64           // VmRSS as the one-at-a-time phase starts, KiB
+	rss      int64           // VmRSS at the end, KiB
 }
 
 // cpuPerScrape is the exporter's CPU per timed scrape; with idle (its CPU
@@ -151,7 +171,7 @@ func (f scrapeFigures) cpuPerScrape(idle float64) float64 {
 // c.concurrency at once (all with gzip); then, after a warm-up, the wall
 // time of gzip scrapes over one kept-alive connection with the CPU they
 // cost, and of plain ones, for the bytes encoded.
-func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrapes int) (scrapeFigures, error) {
+func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrapes int, near *shape) (scrapeFigures, error) {
 	var f scrapeFigures
 	// VmHWM set back to VmRSS before each phase; what the process already
 	// holds then (pages its heap touched before and has not given back)
@@ -186,6 +206,14 @@ func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrape
 			return f, err
 		}
 	}
+	var nearRuns []float64
+	if near != nil {
+		before, err := nearDumps(ctx, *near, max(1, c.dumps/2))
+		if err != nil {
+			return f, err
+		}
+		nearRuns = before
+	}
 	cpu0, err := benchutil.CPUClock(e.PID())
 	if err != nil {
 		return f, err
@@ -205,6 +233,13 @@ func measureScrapes(ctx context.Context, c config, e *benchutil.Exporter, scrape
 		return f, err
 	}
 	f.cpu, f.gzip = cpu1-cpu0, benchutil.Summarize(times)
+	if near != nil {
+		after, err := nearDumps(ctx, *near, max(1, c.dumps/2))
+		if err != nil {
+			return f, err
+		}
+		f.near = benchutil.Summarize(append(nearRuns, after...))
+	}
 
 	times = make([]float64, c.plain)
 	for i := range times {
