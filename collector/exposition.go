@@ -170,6 +170,24 @@ func (s *Snapshot) writeTo(w io.Writer, format expfmt.Format, listenerFamily fun
 	return errors.Join(errs...)
 }
 
+// ordinaryRuns splits the ordinary families as writeTo interleaves them
+// with the listener families: run k comes before listener family order[k],
+// and the last after every one.
+func (s *Snapshot) ordinaryRuns() [][]*dto.MetricFamily {
+	runs := make([][]*dto.MetricFamily, 0, len(s.order)+1)
+	i := 0
+	for _, m := range s.order {
+		name := listenerMetrics[m].name
+		j := i
+		for j < len(s.families) && s.families[j].GetName() < name {
+			j++
+		}
+		runs = append(runs, s.families[i:j])
+		i = j
+	}
+	return append(runs, s.families[i:])
+}
+
 // writeListenerFamily writes metric m of every listener that has it, as
 // expfmt.MetricFamilyToText writes a family: lines are built in buf and
 // written a chunk at a time.

@@ -123,17 +123,23 @@ func randomSnapshot(rng *rand.Rand, n int) *Snapshot {
 		}
 		fams.add([]listenerRow{r})
 	}
-	s := &Snapshot{rows: fams.sorted(&orderCache{}), families: []*dto.MetricFamily{
-		gaugeFamily("go_goroutines", "Number of goroutines.", 9),
-		gaugeFamily("listenq_netns_info", "A \\ help with\nnewline.", 1),
-		gaugeFamily("listenq_queue_lengths_other", "Sorts after listenq_queue_length.", math.Inf(1)),
-		gaugeFamily("listenq_sysctl_somaxconn", "Sorts between.", 4096),
-		gaugeFamily("process_open_fds", "Sorts last.", 12),
-	}}
+	s := &Snapshot{rows: fams.sorted(&orderCache{}), families: ordinaryFamilies(rng)}
 	if err := s.orderListeners(); err != nil {
 		panic(err)
 	}
 	return s
+}
+
+// ordinaryFamilies are families of other collectors that sort before,
+// between and after the listener families, with values drawn from rng.
+func ordinaryFamilies(rng *rand.Rand) []*dto.MetricFamily {
+	return []*dto.MetricFamily{
+		gaugeFamily("go_goroutines", "Number of goroutines.", float64(rng.IntN(20))),
+		gaugeFamily("listenq_netns_info", "A \\ help with\nnewline.", 1),
+		gaugeFamily("listenq_queue_lengths_other", "Sorts after listenq_queue_length.", math.Inf(1)),
+		gaugeFamily("listenq_sysctl_somaxconn", "Sorts between.", randomValue(rng)),
+		gaugeFamily("process_open_fds", "Sorts last.", float64(rng.IntN(100))),
+	}
 }
 
 func gaugeFamily(name, help string, v float64) *dto.MetricFamily {

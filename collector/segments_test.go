@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -50,7 +52,7 @@ func TestGzipMatchesText(t *testing.T) {
 				fams.add([]listenerRow{pool[i]})
 			}
 		}
-		s := &Snapshot{rows: fams.sorted(order), segments: &cache}
+		s := &Snapshot{rows: fams.sorted(order), segments: &cache, families: ordinaryFamilies(rng)}
 		if err := s.orderListeners(); err != nil {
 			t.Fatal(err)
 		}
@@ -141,6 +143,30 @@ func TestGzipWriteError(t *testing.T) {
 	}
 	if got, want := gunzip(t, s, expfmt.FmtText), writeText(t, s, expfmt.FmtText); !bytes.Equal(got, want) {
 		t.Fatalf("after a failed write: other bytes than WriteText\n%s", firstDiff(got, want))
+	}
+}
+
+// TestGzipReportsEncodingErrors: a family the encoder rejects, between two
+// listener families, is reported, and the rest is written as WriteText
+// writes it.
+func TestGzipReportsEncodingErrors(t *testing.T) {
+	s := randomSnapshot(rand.New(rand.NewPCG(13, 14)), 50)
+	bad := gaugeFamily("listenq_queue_lengths_bad", "Has no gauge.", 1)
+	bad.Metric[0].Gauge = nil
+	s.families = append(s.families, bad)
+	slices.SortFunc(s.families, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	s.segments = &segmentCache{}
+	var out bytes.Buffer
+	ok, err := s.TryWriteGzip(&out, expfmt.FmtText)
+	if !ok || err == nil || !strings.Contains(err.Error(), "encoding listenq_queue_lengths_bad") {
+		t.Fatalf("TryWriteGzip with a bad family: %v, %v; want true and its encoding error", ok, err)
+	}
+	var text bytes.Buffer
+	if err := s.WriteText(&text, expfmt.FmtText); err == nil {
+		t.Fatal("WriteText accepted the bad family")
+	}
+	if got := decode(t, out.Bytes()); !bytes.Equal(got, text.Bytes()) {
+		t.Fatalf("other bytes than WriteText\n%s", firstDiff(got, text.Bytes()))
 	}
 }
 

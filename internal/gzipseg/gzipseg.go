@@ -83,6 +83,14 @@ func (z *Writer) Reset(w io.Writer) {
 // is then used for the segment.
 func (z *Writer) Compress(seg *Segment, text []byte) {
 	z.flush()
+	z.CompressApart(seg, text)
+}
+
+// CompressApart is Compress for a Writer that has written no text since
+// its last segment, so that there is nothing to flush. It uses only the
+// compressor: it may run in another goroutine while this one writes
+// segments, provided that calls to it and to Compress never overlap.
+func (z *Writer) CompressApart(seg *Segment, text []byte) {
 	z.buf.Reset()
 	z.fw.Reset(&z.buf)
 	// A bytes.Buffer does not fail, and neither does the flate writer over one.
