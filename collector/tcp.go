@@ -128,7 +128,7 @@ func readTCPListeners(ns *netns.Handle, known func(inode uint64) string) ([]List
 // whole listening table whatever the namespace, so with hundreds of
 // namespaces it is most of what a read costs.
 func dumpInet(ns *netns.Handle, states uint32, memInfo bool) ([]sockdiag.InetSocket, error) {
-	conn, err := ns.Conn()
+	conn, err := ns.ConnFor(netns.UseBackground)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func dumpInet(ns *netns.Handle, states uint32, memInfo bool) ([]sockdiag.InetSoc
 // tcpQueues reads only the queue lengths of the TCP listeners, for the
 // sampler.
 func tcpQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error) {
-	conn, err := ns.Conn()
+	conn, err := ns.ConnFor(netns.UseBackground)
 	if err != nil {
 		return dst, err
 	}

@@ -44,7 +44,7 @@ func ReadUnixListeners(ns *netns.Handle) ([]Listener, error) { return readUnixLi
 // readUnixListeners is ReadUnixListeners, reusing the addresses known
 // returns (a readFunc).
 func readUnixListeners(ns *netns.Handle, known func(inode uint64) string) ([]Listener, error) {
-	conn, err := ns.Conn()
+	conn, err := ns.ConnFor(netns.UseUnix)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func FormatUnixName(raw []byte) string {
 // unixQueues reads only the queue lengths of the unix listeners, for the
 // sampler.
 func unixQueues(ns *netns.Handle, dst []sockdiag.Queue) ([]sockdiag.Queue, error) {
-	conn, err := ns.Conn()
+	conn, err := ns.ConnFor(netns.UseBackground)
 	if err != nil {
 		return dst, err
 	}

@@ -34,6 +34,22 @@ type Identity struct {
 	Runtime   string // "containerd", "cri-o", "docker", ... or ""
 }
 
+// Use is what a Handle's sock_diag socket is for. A socket serialises its
+// dumps, so in a namespace of many listeners (the host's, the exporter's
+// own) each use has its own: the scrape's TCP and unix dumps then run at
+// once, on two cores, and neither waits for the sampler's. A pod's handle
+// keeps one socket for every use: a node has hundreds of pods, and their
+// dumps are short.
+type Use int
+
+// The uses of a Handle's sock_diag sockets.
+const (
+	UseTCP        Use = iota // the scrape's TCP listener dump
+	UseUnix                  // the scrape's unix listener dump
+	UseBackground            // the sampler's queue dumps and SYN-queue counting
+	numUses
+)
+
 // ErrClosed is returned by a Handle whose namespace is gone.
 var ErrClosed = errors.New("network namespace handle closed")
 
@@ -47,15 +63,17 @@ type Handle struct {
 	// Identity is settled before the Handle is first handed out and never
 	// changes, so the labels of its series never change either.
 	Identity Identity
-	// Dial opens a new sock_diag socket inside the namespace. Conn keeps
-	// one open; tests replace Dial with a fake kernel.
+	// Dial opens a new sock_diag socket inside the namespace. ConnFor
+	// keeps them open; tests replace Dial with a fake kernel.
 	Dial func() (*sockdiag.Conn, error)
 
 	files  files
 	nsFile *os.File // nil when no entering is needed (own namespace)
 
-	mu      sync.Mutex
-	conn    *sockdiag.Conn
+	mu sync.Mutex
+	// conns are the open sockets by Use; only conns[0] when shared.
+	conns   [numUses]*sockdiag.Conn
+	shared  bool
 	closed  bool
 	ifnames map[uint32]string
 }
@@ -70,7 +88,7 @@ type files interface {
 // NewFixed returns a Handle that reads netstat and sysctls from paths, for
 // the exporter's own namespace and for fixture trees in tests.
 func NewFixed(id, netstatPath, sysctlDir string, dial func() (*sockdiag.Conn, error)) *Handle {
-	return &Handle{ID: id, Dial: dial, files: pathFiles{netstatPath, sysctlDir}}
+	return &Handle{ID: id, Dial: dial, files: pathFiles{netstatPath, sysctlDir}, shared: true}
 }
 
 // Self returns the handle of the exporter's own network namespace, reading
@@ -122,7 +140,7 @@ func open(path string, want Key, id string, ident Identity) (*Handle, error) {
 		f.Close()
 		return nil, err
 	}
-	h := &Handle{Key: want, ID: id, Identity: ident, nsFile: f}
+	h := &Handle{Key: want, ID: id, Identity: ident, nsFile: f, shared: id != ""}
 	h.Dial = func() (*sockdiag.Conn, error) {
 		var c *sockdiag.Conn
 		err := inNamespace(f, func() (err error) { c, err = sockdiag.Dial(id == ""); return err })
@@ -131,15 +149,15 @@ func open(path string, want Key, id string, ident Identity) (*Handle, error) {
 	var kept *keptFiles
 	err = inNamespace(f, func() (err error) {
 		// The host's namespace holds most listeners; a pod's, a few.
-		if h.conn, err = sockdiag.Dial(id == ""); err != nil {
+		if h.conns[UseTCP], err = sockdiag.Dial(id == ""); err != nil {
 			return err
 		}
 		kept, err = openKept("/proc/thread-self/net/netstat", "/proc/sys")
 		return err
 	})
 	if err != nil {
-		if h.conn != nil {
-			h.conn.Close()
+		if h.conns[UseTCP] != nil {
+			h.conns[UseTCP].Close()
 		}
 		f.Close()
 		return nil, err
@@ -148,22 +166,28 @@ func open(path string, want Key, id string, ident Identity) (*Handle, error) {
 	return h, nil
 }
 
-// Conn returns the namespace's long-lived sock_diag socket, opening it the
-// first time (or again after Reset).
-func (h *Handle) Conn() (*sockdiag.Conn, error) {
+// Conn is ConnFor(UseTCP).
+func (h *Handle) Conn() (*sockdiag.Conn, error) { return h.ConnFor(UseTCP) }
+
+// ConnFor returns the namespace's long-lived sock_diag socket for u,
+// opening it the first time (or again after Failed dropped it).
+func (h *Handle) ConnFor(u Use) (*sockdiag.Conn, error) {
+	if h.shared {
+		u = UseTCP
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrClosed
 	}
-	if h.conn == nil {
+	if h.conns[u] == nil {
 		c, err := h.Dial()
 		if err != nil {
 			return nil, err
 		}
-		h.conn = c
+		h.conns[u] = c
 	}
-	return h.conn, nil
+	return h.conns[u], nil
 }
 
 // Failed drops c after a failed dump (a dump cut short leaves messages in
@@ -176,9 +200,11 @@ func (h *Handle) Failed(c *sockdiag.Conn, err error) error {
 	if h.closed {
 		return ErrClosed
 	}
-	if h.conn == c && c != nil {
-		c.Close()
-		h.conn = nil
+	for i, open := range h.conns {
+		if open == c && c != nil {
+			c.Close()
+			h.conns[i] = nil
+		}
 	}
 	return err
 }
@@ -252,9 +278,11 @@ func (h *Handle) Close() {
 		return
 	}
 	h.closed = true
-	if h.conn != nil {
-		h.conn.Close()
-		h.conn = nil
+	for i, c := range h.conns {
+		if c != nil {
+			c.Close()
+			h.conns[i] = nil
+		}
 	}
 	if h.files != nil {
 		h.files.close()

@@ -2,6 +2,7 @@ package netns_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/listenq/listenq_exporter/internal/netns"
+	"github.com/listenq/listenq_exporter/internal/sockdiag"
 	"github.com/listenq/listenq_exporter/internal/testns"
 )
 
@@ -192,4 +194,81 @@ func TestReadAt0(t *testing.T) {
 	if _, err := netns.ReadAt0(f, b[:cap(b)]); err == nil {
 		t.Fatal("a closed file read without error")
 	}
+}
+
+// TestConnPerUse: the exporter's own namespace keeps a sock_diag socket per
+// use, so its dumps do not wait for each other, and a failed one is dropped
+// alone; a pod's namespace keeps one for all.
+func TestConnPerUse(t *testing.T) {
+	testns.Require(t)
+	self, err := netns.Self("/proc", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := map[*sockdiag.Conn]netns.Use{}
+	for _, u := range []netns.Use{netns.UseTCP, netns.UseUnix, netns.UseBackground} {
+		c, err := self.ConnFor(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := self.ConnFor(u); again != c {
+			t.Errorf("use %d: a second call opened another socket", u)
+		}
+		if other, dup := conns[c]; dup {
+			t.Errorf("uses %d and %d share a socket in the own namespace", other, u)
+		}
+		conns[c] = u
+	}
+	tcp, _ := self.ConnFor(netns.UseTCP)
+	unixConn, _ := self.ConnFor(netns.UseUnix)
+	if err := self.Failed(unixConn, errors.New("cut short")); err == nil {
+		t.Error("Failed returned no error")
+	}
+	if c, _ := self.ConnFor(netns.UseUnix); c == unixConn || c == nil {
+		t.Error("after its dump failed, the unix socket was not replaced")
+	}
+	if c, _ := self.ConnFor(netns.UseTCP); c != tcp {
+		t.Error("a failed unix dump dropped the TCP socket too")
+	}
+	self.Close()
+	if _, err := self.ConnFor(netns.UseUnix); !errors.Is(err, netns.ErrClosed) {
+		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
+
+	pod := testns.NewNetns(t)
+	key, _ := netns.KeyOf(pod.Path)
+	own, err := netns.Self("/proc", netns.SelfID("/proc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := netns.NewSet(netns.SetConfig{
+		Sources: netns.Sources{ProcRoot: "/proc"},
+		Identify: func(f netns.Found) (netns.Identity, bool) {
+			if f.Key == key {
+				return netns.Identity{Namespace: "team-a", Pod: "web-1"}, true
+			}
+			return netns.Identity{}, true
+		},
+		Admit: func(id netns.Identity) bool { return id.Pod != "" },
+	}, own)
+	t.Cleanup(set.Close)
+	if err := set.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range set.Handles() {
+		if h.Key != key {
+			continue
+		}
+		first, err := h.ConnFor(netns.UseTCP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []netns.Use{netns.UseUnix, netns.UseBackground} {
+			if c, _ := h.ConnFor(u); c != first {
+				t.Errorf("pod namespace: use %d has a socket of its own", u)
+			}
+		}
+		return
+	}
+	t.Fatal("the pod's namespace has no handle")
 }
