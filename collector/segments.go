@@ -67,10 +67,8 @@ type segmentCache struct {
 	headers [numListenerMetrics]*headerEntry
 	round   uint64
 	z       *gzipseg.Writer
-	// zmu serialises the use of z's compressor by write's two goroutines.
-	zmu  sync.Mutex
-	runs []ordinaryRun
-	text []byte
+	runs    []ordinaryRun
+	text    []byte
 	// compressed counts the segments compressed, for tests.
 	compressed int
 }
@@ -164,25 +162,27 @@ func withoutWriteErr(err, werr error) error {
 }
 
 // write writes the snapshot to c.z in segments only. The listener
-// families' come from the cache; each run of the other families between
-// two of them (the Go runtime's, the process's, the sysctls and counters)
-// is encoded and compressed by a helper goroutine while this one copies the
-// listener families'. At 1,000 listeners the two take about as long
-// (15 KB of fresh text to compress against 50 KB of segments to copy), and
-// the second core has nothing else to do then.
+// families' come from the cache; the runs of other families between two of
+// them (the Go runtime's, the process's, the sysctls and counters) are
+// encoded and compressed afresh: the first by this goroutine, the others by
+// a helper while this one writes the first run and copies the listener
+// families'. At 1,000 listeners the two halves take about as long (15 KB
+// of fresh text to compress against 50 KB of segments to copy), and the
+// second core has nothing else to do then.
 func (c *segmentCache) write(s *Snapshot, format expfmt.Format) error {
 	runs := s.ordinaryRuns()
 	c.runs = slices.Grow(c.runs[:0], len(runs))[:len(runs)]
 	compressed := make(chan error, len(runs)) // one per run, in order
+	compressed <- c.compressRun(&c.runs[0], runs[0], format, c.z.Compress)
 	go func() {
-		for k, fams := range runs {
-			compressed <- c.compressRun(&c.runs[k], fams, format)
+		for k := 1; k < len(runs); k++ {
+			compressed <- c.compressRun(&c.runs[k], runs[k], format, gzipseg.CompressAlone)
 		}
 	}()
 	var errs []error
 	for k := range runs {
 		// Every run is waited for, also after a write failed: the helper
-		// uses c.runs and the compressor until its last one.
+		// uses c.runs until its last one.
 		errs = append(errs, <-compressed)
 		if c.z.Err() != nil {
 			continue // said once, by the write that met it
@@ -205,9 +205,8 @@ type ordinaryRun struct {
 	text bytes.Buffer
 }
 
-// compressRun sets r to the text of fams, compressed. It runs beside
-// writeFamily, so the compressor they share is taken under zmu.
-func (c *segmentCache) compressRun(r *ordinaryRun, fams []*dto.MetricFamily, format expfmt.Format) error {
+// compressRun sets r to the text of fams, compressed by compress.
+func (c *segmentCache) compressRun(r *ordinaryRun, fams []*dto.MetricFamily, format expfmt.Format, compress func(*gzipseg.Segment, []byte)) error {
 	r.text.Reset()
 	enc := expfmt.NewEncoder(&r.text, format)
 	var errs []error
@@ -218,18 +217,9 @@ func (c *segmentCache) compressRun(r *ordinaryRun, fams []*dto.MetricFamily, for
 	}
 	r.size = r.text.Len()
 	if r.size > 0 {
-		c.zmu.Lock()
-		c.z.CompressApart(&r.seg, r.text.Bytes())
-		c.zmu.Unlock()
+		compress(&r.seg, r.text.Bytes())
 	}
 	return errors.Join(errs...)
-}
-
-// compress is c.z.Compress, under zmu (see compressRun).
-func (c *segmentCache) compress(seg *gzipseg.Segment, text []byte) {
-	c.zmu.Lock()
-	c.z.Compress(seg, text)
-	c.zmu.Unlock()
 }
 
 // writeFamily writes metric m's family header and series in segments to z.
@@ -267,7 +257,7 @@ func (c *segmentCache) header(s *Snapshot, m int) *gzipseg.Segment {
 	e := c.headers[m]
 	if e == nil || e.text != string(c.text) {
 		e = &headerEntry{text: string(c.text)}
-		c.compress(&e.seg, c.text)
+		c.z.Compress(&e.seg, c.text)
 		c.headers[m] = e
 	}
 	return &e.seg
@@ -309,7 +299,7 @@ func (c *segmentCache) segment(rows []listenerRow, m int) *gzipseg.Segment {
 		}
 	}
 	c.text = text
-	c.compress(&e.seg, text)
+	c.z.Compress(&e.seg, text)
 	c.compressed++
 	return &e.seg
 }

@@ -83,20 +83,32 @@ func (z *Writer) Reset(w io.Writer) {
 // is then used for the segment.
 func (z *Writer) Compress(seg *Segment, text []byte) {
 	z.flush()
-	z.CompressApart(seg, text)
-}
-
-// CompressApart is Compress for a Writer that has written no text since
-// its last segment, so that there is nothing to flush. It uses only the
-// compressor: it may run in another goroutine while this one writes
-// segments, provided that calls to it and to Compress never overlap.
-func (z *Writer) CompressApart(seg *Segment, text []byte) {
 	z.buf.Reset()
 	z.fw.Reset(&z.buf)
 	// A bytes.Buffer does not fail, and neither does the flate writer over one.
 	_, _ = z.fw.Write(text)
 	_ = z.fw.Flush()
-	seg.data = append(seg.data[:0], z.buf.Bytes()...)
+	seg.set(z.buf.Bytes(), text)
+}
+
+// CompressAlone sets seg to text compressed on its own, as Compress does,
+// without a Writer: with klauspost's stateless deflate, whose state is
+// pooled, not a compressor's 800 KB kept for good. Its output compresses
+// a little less; it suits text of a few kilobytes compressed beside a
+// Writer, in another goroutine.
+func CompressAlone(seg *Segment, text []byte) {
+	var buf bytes.Buffer
+	buf.Grow(len(text)/2 + 64)
+	// Not the end of the stream: the output ends with an empty stored
+	// block, on a byte boundary, as a sync flush does. A bytes.Buffer does
+	// not fail.
+	_ = flate.StatelessDeflate(&buf, text, false, nil)
+	seg.set(buf.Bytes(), text)
+}
+
+// set makes seg the compressed data of text.
+func (seg *Segment) set(data, text []byte) {
+	seg.data = append(seg.data[:0], data...)
 	seg.crc = crc32.ChecksumIEEE(text)
 	seg.size = int64(len(text))
 	seg.shift = xpow8(seg.size)

@@ -35,10 +35,18 @@ func TestMemberDecodesToTextInOrder(t *testing.T) {
 	z := NewWriter(&out)
 	segs := make([]*Segment, 8)
 	texts := make([][]byte, len(segs))
+	// Segments come from the Writer's compressor or from CompressAlone.
+	compress := func(seg *Segment, text []byte) {
+		if r.IntN(2) == 0 {
+			z.Compress(seg, text)
+		} else {
+			CompressAlone(seg, text)
+		}
+	}
 	for i := range segs {
 		segs[i] = new(Segment)
 		texts[i] = randomText(r, r.IntN(40000))
-		z.Compress(segs[i], texts[i])
+		compress(segs[i], texts[i])
 	}
 	for round := range 30 {
 		out.Reset()
@@ -55,7 +63,7 @@ func TestMemberDecodesToTextInOrder(t *testing.T) {
 				i := r.IntN(len(segs))
 				if r.IntN(4) == 0 { // the text changed: compress it again, mid-member
 					texts[i] = randomText(r, r.IntN(40000))
-					z.Compress(segs[i], texts[i])
+					compress(segs[i], texts[i])
 				}
 				if err := z.WriteSegment(segs[i]); err != nil {
 					t.Fatal(err)
