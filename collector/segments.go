@@ -164,26 +164,35 @@ func withoutWriteErr(err, werr error) error {
 // write writes the snapshot to c.z in segments only. The listener
 // families' come from the cache; the runs of other families between two of
 // them (the Go runtime's, the process's, the sysctls and counters) are
-// encoded and compressed afresh: the first by this goroutine, the others by
-// a helper while this one writes the first run and copies the listener
-// families'. At 1,000 listeners the two halves take about as long (15 KB
+// encoded and compressed afresh: the first (the Go runtime's families, the
+// largest) by this goroutine, the others by a helper meanwhile, and while
+// this one then copies the listener families'. At 1,000 listeners the two halves take about as long (15 KB
 // of fresh text to compress against 50 KB of segments to copy), and the
 // second core has nothing else to do then.
 func (c *segmentCache) write(s *Snapshot, format expfmt.Format) error {
 	runs := s.ordinaryRuns()
 	c.runs = slices.Grow(c.runs[:0], len(runs))[:len(runs)]
-	compressed := make(chan error, len(runs)) // one per run, in order
-	compressed <- c.compressRun(&c.runs[0], runs[0], format, c.z.Compress)
+	compressed := make(chan error, len(runs)) // runs 1 to n, in order
 	go func() {
 		for k := 1; k < len(runs); k++ {
-			compressed <- c.compressRun(&c.runs[k], runs[k], format, gzipseg.CompressAlone)
+			compressed <- c.compressRunSafely(&c.runs[k], runs[k], format)
 		}
 	}()
-	var errs []error
+	// Every run the helper compresses is waited for, also after a write
+	// failed or a panic here: it uses c.runs until its last one, and the
+	// cache is unlocked when this returns.
+	received := 0
+	defer func() {
+		for ; received < len(runs)-1; received++ {
+			<-compressed //nolint:errcheck // reported, or not, by the caller that returns now
+		}
+	}()
+	errs := []error{c.compressRun(&c.runs[0], runs[0], format, c.z.Compress)}
 	for k := range runs {
-		// Every run is waited for, also after a write failed: the helper
-		// uses c.runs until its last one.
-		errs = append(errs, <-compressed)
+		if k > 0 {
+			errs = append(errs, <-compressed)
+			received++
+		}
 		if c.z.Err() != nil {
 			continue // said once, by the write that met it
 		}
@@ -203,6 +212,19 @@ type ordinaryRun struct {
 	seg  gzipseg.Segment
 	size int // of its text; 0 for a run of no families
 	text bytes.Buffer
+}
+
+// compressRunSafely is compressRun with gzipseg.CompressAlone, for the
+// helper goroutine: a panic there, out of reach of net/http's recovery,
+// would end the process, so it is returned as the run's error.
+func (c *segmentCache) compressRunSafely(r *ordinaryRun, fams []*dto.MetricFamily, format expfmt.Format) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.size = 0
+			err = fmt.Errorf("encoding metric families: panic: %v", p)
+		}
+	}()
+	return c.compressRun(r, fams, format, gzipseg.CompressAlone)
 }
 
 // compressRun sets r to the text of fams, compressed by compress.

@@ -146,6 +146,18 @@ func TestGzipWriteError(t *testing.T) {
 	}
 }
 
+// TestGzipWithoutListeners: a snapshot of ordinary families only, and one
+// of nothing at all, are one run each, written as WriteText writes them.
+func TestGzipWithoutListeners(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, s := range []*Snapshot{{families: ordinaryFamilies(rng)}, {}} {
+		s.segments = &segmentCache{}
+		if got, want := gunzip(t, s, expfmt.FmtText), writeText(t, s, expfmt.FmtText); !bytes.Equal(got, want) {
+			t.Fatalf("%d families: other bytes than WriteText\n%s", len(s.families), firstDiff(got, want))
+		}
+	}
+}
+
 // TestGzipReportsEncodingErrors: a family the encoder rejects, between two
 // listener families, is reported, and the rest is written as WriteText
 // writes it.

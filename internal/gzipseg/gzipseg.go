@@ -8,7 +8,8 @@
 // placed in a stream. A Writer strings segments and freshly compressed text
 // into one gzip member; its CRC-32 is combined from the segments' own, so
 // the cached text is not read again. One deflate compressor does both, so
-// a Writer compresses segments too, also between two members.
+// a Writer compresses segments too, also between two members;
+// CompressAlone makes a segment without one, in another goroutine.
 //
 //	w := gzipseg.NewWriter(out)
 //	seg := new(gzipseg.Segment)
@@ -97,18 +98,23 @@ func (z *Writer) Compress(seg *Segment, text []byte) {
 // a little less; it suits text of a few kilobytes compressed beside a
 // Writer, in another goroutine.
 func CompressAlone(seg *Segment, text []byte) {
-	var buf bytes.Buffer
-	buf.Grow(len(text)/2 + 64)
+	buf := bytes.NewBuffer(seg.data[:0]) // seg's own buffer, reused
 	// Not the end of the stream: the output ends with an empty stored
 	// block, on a byte boundary, as a sync flush does. A bytes.Buffer does
 	// not fail.
-	_ = flate.StatelessDeflate(&buf, text, false, nil)
-	seg.set(buf.Bytes(), text)
+	_ = flate.StatelessDeflate(buf, text, false, nil)
+	seg.data = buf.Bytes()
+	seg.setText(text)
 }
 
 // set makes seg the compressed data of text.
 func (seg *Segment) set(data, text []byte) {
 	seg.data = append(seg.data[:0], data...)
+	seg.setText(text)
+}
+
+// setText records what the gzip trailer needs of text, seg's plain text.
+func (seg *Segment) setText(text []byte) {
 	seg.crc = crc32.ChecksumIEEE(text)
 	seg.size = int64(len(text))
 	seg.shift = xpow8(seg.size)
