@@ -12,8 +12,9 @@
 //	      close the Handle of every namespace no longer found
 //	Set.Handles -> collectors and sampler, every scrape and round
 //
-// A Handle owns everything bound to its namespace: a long-lived sock_diag
-// socket opened inside it, the netstat and sysctl files opened inside it
+// A Handle owns everything bound to its namespace: long-lived sock_diag
+// sockets opened inside it (one, or one per Use in the host's and the
+// exporter's own namespace), the netstat and sysctl files opened inside it
 // (procfs and /proc/sys show the namespace of the thread that opens them,
 // and an open file keeps showing that namespace), and the nsfs file to
 // enter it again for the rare interface-name lookup. All of them pin the

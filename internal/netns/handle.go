@@ -86,7 +86,7 @@ type files interface {
 }
 
 // NewFixed returns a Handle that reads netstat and sysctls from paths, for
-// the exporter's own namespace and for fixture trees in tests.
+// fixture trees in tests; its sock_diag socket is shared by every Use.
 func NewFixed(id, netstatPath, sysctlDir string, dial func() (*sockdiag.Conn, error)) *Handle {
 	return &Handle{ID: id, Dial: dial, files: pathFiles{netstatPath, sysctlDir}, shared: true}
 }
@@ -121,8 +121,9 @@ func SelfID(procRoot string) string {
 	return own.String()
 }
 
-// open enters the namespace at path once, to open there what the Handle
-// keeps: a sock_diag socket and the netstat and sysctl files.
+// open enters the namespace at path to open there what the Handle keeps: a
+// sock_diag socket and the netstat and sysctl files. The host's namespace
+// is entered again, the first time, for its sockets of other Uses.
 func open(path string, want Key, id string, ident Identity) (*Handle, error) {
 	f, err := os.Open(path)
 	if err != nil {

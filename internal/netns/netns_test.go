@@ -230,9 +230,15 @@ func TestConnPerUse(t *testing.T) {
 	if c, _ := self.ConnFor(netns.UseTCP); c != tcp {
 		t.Error("a failed unix dump dropped the TCP socket too")
 	}
+	background, _ := self.ConnFor(netns.UseBackground)
 	self.Close()
 	if _, err := self.ConnFor(netns.UseUnix); !errors.Is(err, netns.ErrClosed) {
 		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
+	for _, c := range []*sockdiag.Conn{tcp, background} {
+		if _, err := c.ListenQueues(sockdiag.FamilyUnspec, nil); err == nil {
+			t.Error("a socket of the closed handle still dumps")
+		}
 	}
 
 	pod := testns.NewNetns(t)
