@@ -12,7 +12,10 @@
 #     second; the exporter's CPU per scrape;
 #   - the raw LISTEN-only kernel dumps of the same sockets (inet_diag, and
 #     unix_diag for the unix ones, through internal/sockdiag as bench/probe
-#     does) and ss, and the ratio scrape median / raw dump median;
+#     does) and ss, and the ratio scrape median / raw dump median; the
+#     dumps are timed before any exporter starts, and again around the
+#     timed scrapes (half before, half after, each block after a second's
+#     pause), which the goal uses: the machine's speed drifts between;
 #   - peak RSS (VmHWM, reset through /proc/PID/clear_refs) with one scrape
 #     at a time and with 20 concurrent ones;
 #   - the sampler's CPU without scrapes (default --sampler.interval minus
@@ -20,7 +23,7 @@
 #   - node_exporter (tcpstat and netstat collectors only) side by side on
 #     the same namespace.
 # Goals (checked at the full size): 1k: scrape median <= 6 x the raw LISTEN
-# dump median; 25k: scrape median <= 60 ms, peak RSS <= 50 MiB with one
+# dump median (the dumps around the scrapes); 25k: scrape median <= 60 ms, peak RSS <= 50 MiB with one
 # scrape at a time and <= 100 MiB with 20 concurrent ones.
 # The 200-namespace shape is bench/netns.sh's; 90,000 connections,
 # bench/run.sh's.
